@@ -1,0 +1,316 @@
+"""`sifir …`: the command line. Thin: parse, call the library, print.
+
+Library errors (``SifirError``) become one line on stderr and exit code 1; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, io, metrics, models, nn, optim
+from .errors import SifirError, TrainingDiverged
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def state_dir() -> Path:
+    """Where sifir remembers the last trained model ($SIFIR_STATE_DIR or XDG state dir)."""
+    if os.environ.get("SIFIR_STATE_DIR"):
+        return Path(os.environ["SIFIR_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "sifir"
+
+
+def remember_model(path: Path) -> None:
+    try:
+        state_dir().mkdir(parents=True, exist_ok=True)
+        (state_dir() / "last-model").write_text(str(Path(path).resolve()) + "\n")
+    except OSError:
+        pass  # remembering is a convenience; never fail a finished training over it
+
+
+def last_model() -> Path | None:
+    try:
+        path = Path((state_dir() / "last-model").read_text().strip())
+    except OSError:
+        return None
+    return path if path.is_file() else None
+
+
+# -- train ------------------------------------------------------------------------------------
+def load_data(args):
+    from .data import mnist
+    data = mnist.load_mnist(args.data_dir)
+    train_x, train_y, val_x, val_y = mnist.split_validation(data["train_images"], data["train_labels"],
+                                                            args.validation)
+    return (mnist.normalize(train_x), train_y.astype(np.int64), mnist.normalize(val_x),
+            val_y.astype(np.int64), mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64))
+
+
+def summary(model: nn.Module) -> str:
+    """A table of layers with output shapes and parameter counts, then the totals."""
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    model.eval()
+    rows = [f"{'#':>3}  {'layer':<34} {'output':<16} {'weights':>10} {'biases':>8}"]
+    layers = model if isinstance(model, nn.Sequential) else [model]
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        w = sum(p.size for n, p in layer.named_parameters() if not n.endswith("bias"))
+        b = sum(p.size for n, p in layer.named_parameters() if n.endswith("bias"))
+        shapes = " ".join("×".join(map(str, p.shape)) for n, p in layer.named_parameters()
+                          if not n.endswith("bias"))
+        name = repr(layer) + (f" W {shapes}" if shapes else "")
+        rows.append(f"{i:>3}  {name:<34} {str(tuple(x.shape[1:])):<16} {w:>10,} {b:>8,}")
+    model.train()
+    c = io.count_parameters(model)
+    rows.append(f"learnable weights: {c['weights']:,}  (+ {c['biases']:,} biases = {c['total']:,} parameters)")
+    return "\n".join(rows)
+
+
+def make_optimizer(name, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         nesterov=nesterov and momentum > 0)
+    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
+
+
+def make_schedule(name, optimizer, total_steps, epochs):
+    if name == "constant":
+        return None
+    if name == "step":  # ÷10 at 50% and 75% of training is approximated by ×0.1 every third
+        return optim.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
+    if name == "cosine":
+        return optim.CosineLR(optimizer, total=total_steps, warmup=min(500, total_steps // 20))
+    if name == "onecycle":
+        return optim.OneCycleLR(optimizer, total=total_steps)
+    raise ValueError(f"unknown schedule '{name}'")
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .train import Interrupted, Trainer, evaluate
+
+    preset = models.get(args.model)
+    for key in ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
+                "label_smoothing"):
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(preset, key))
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise SifirError(f"--lr must be a positive number, got {args.lr}")
+    if args.epochs < 1 or args.batch_size < 1:
+        raise SifirError("--epochs and --batch-size must be at least 1")
+    out = Path(args.out or f"sifir-{args.model}.npz")
+
+    train_x, train_y, val_x, val_y, test_x, test_y = load_data(args)
+    nn.manual_seed(args.seed)
+    model = preset.build()
+    print(f"model '{args.model}': {preset.description}")
+    print(summary(model))
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
+    steps = args.epochs * math.ceil(len(train_x) / args.batch_size)
+    schedule = make_schedule(args.schedule, optimizer, steps, args.epochs)
+    print(f"training {args.epochs} epochs on {len(train_x):,} images (validation {len(val_x):,}), "
+          f"{args.optimizer} lr={args.lr:g} batch={args.batch_size} schedule={args.schedule} seed={args.seed}")
+
+    bar = None
+
+    def on_batch(i, n, loss):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=n, desc=f"epoch {trainer.epoch + 1}/{args.epochs}", leave=False,
+                       disable=args.quiet, unit="batch", file=sys.stderr)
+        bar.update(1)
+        if i % 20 == 0 or i == n:
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+    def on_epoch(r):
+        nonlocal bar
+        if bar is not None:
+            bar.close()
+            bar = None
+        print(f"epoch {r.epoch:>3}/{args.epochs}  loss {r.train_loss:.4f}  train {r.train_acc:.2%}  "
+              f"val loss {r.val_loss:.4f}  val accuracy {r.val_acc:.2%}  ({r.seconds:.1f} s)", flush=True)
+
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    trainer = Trainer(model, optimizer, loss_fn, batch_size=args.batch_size, seed=args.seed,
+                      schedule=schedule, on_batch=on_batch, on_epoch=on_epoch,
+                      checkpoint_dir=args.checkpoint_dir or args.resume, patience=args.patience)
+    if args.resume:
+        trainer.load_checkpoint(args.resume)
+        print(f"resuming from {args.resume} after epoch {trainer.epoch}")
+    try:
+        trainer.fit(train_x, train_y, val_x, val_y, epochs=args.epochs)
+    except TrainingDiverged as e:
+        if bar is not None:
+            bar.close()
+        kept = ""
+        if trainer.best_state is not None:
+            model.load_state_dict(trainer.best_state)
+            path = _save(out.with_name(out.stem + ".last-good.npz"), model, args, trainer, None)
+            kept = f"; the last good model (epoch {trainer.best_epoch}) is in {path}"
+        elif args.checkpoint_dir:
+            kept = f"; the last good checkpoint is in {args.checkpoint_dir}"
+        raise TrainingDiverged(f"{e}{kept}") from None
+    except Interrupted as e:
+        if bar is not None:
+            bar.close()
+        print(f"sifir: {e}", file=sys.stderr)
+        if args.checkpoint_dir or args.resume:
+            print(f"continue with: sifir train --model {args.model} --resume {args.checkpoint_dir or args.resume}",
+                  file=sys.stderr)
+        return EXIT_INTERRUPTED
+    test_loss, test_acc = evaluate(model, test_x, test_y)
+    path = _save(out, model, args, trainer, test_acc)
+    remember_model(path)
+    seconds = sum(r.seconds for r in trainer.history)
+    print(f"best validation accuracy {trainer.best_acc:.2%} at epoch {trainer.best_epoch}; "
+          f"{seconds / max(1, len(trainer.history)):.1f} s per epoch")
+    print(f"model saved to {path}")
+    print(f"test accuracy: {test_acc:.2%}")
+    return 0
+
+
+def _save(path, model, args, trainer, test_acc):
+    info = {"preset": args.model, "seed": args.seed, "epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
+            "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
+            "schedule": args.schedule, "test_accuracy": test_acc,
+            "history": [vars(r) for r in trainer.history], "input": {"shape": [1, 28, 28],
+                                                                     "mean": 0.1307, "std": 0.3081}}
+    return io.save_model(path, model, info)
+
+
+# -- evaluate / predict / explain / download --------------------------------------------------
+def cmd_evaluate(args) -> int:
+    from .data import mnist
+    from .train import predict_logits
+
+    model, info = io.load_model(args.model)
+    data = mnist.load_mnist(args.data_dir)
+    x, y = mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64)
+    pred = predict_logits(model, x).argmax(axis=1)
+    conf = metrics.confusion_matrix(y, pred)
+    print(f"model {args.model} ({info.get('preset', 'custom')}) on the {len(y):,} test images")
+    print("per-digit accuracy:")
+    for digit, acc in enumerate(metrics.per_class_accuracy(conf)):
+        print(f"  {digit}: {acc:.2%}  ({conf[digit, digit]}/{conf[digit].sum()})")
+    print("confusion matrix (rows: true digit, columns: predicted):")
+    print(metrics.format_confusion(conf))
+    print(f"test accuracy: {metrics.accuracy(pred, y):.2%}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .data import mnist
+    from .preprocess import preprocess_file
+    from .train import predict_logits
+
+    model, _ = io.load_model(args.model)
+    failures = 0
+    for image in args.images:
+        try:
+            x = mnist.normalize(preprocess_file(image)[None])
+        except SifirError as e:
+            print(f"sifir: error: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        probs = nn.softmax(predict_logits(model, x).astype(np.float64))[0]
+        first, second = np.argsort(probs)[::-1][:2]
+        print(f"{image}: {first} ({probs[first]:.1%}), runner-up {second} ({probs[second]:.1%})")
+    return EXIT_ERROR if failures else 0
+
+
+def cmd_explain(args) -> int:
+    from .explain import render
+    image, label = None, 0
+    try:
+        from .data import mnist
+        data = mnist.load_mnist(args.data_dir, download_missing=False, log=lambda *a: None)
+        image, label = mnist.normalize(data["test_images"][:1])[0, 0], int(data["test_labels"][0])
+    except (SifirError, OSError):
+        pass  # no data on disk: the walk-through uses a drawn stroke instead
+    print(render(args.lang, image, label, lr=args.lr))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .data import mnist
+    folder = mnist.download(args.data_dir)
+    print(f"MNIST is ready in {folder or args.data_dir or mnist.default_data_dir()}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sifir", description="A neural network from zero in NumPy that reads "
+                                "handwritten digits (MNIST).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--version", action="version", version=f"sifir {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    data_help = "folder with the four MNIST files (default: $SIFIR_DATA_DIR or the user cache; downloaded if missing)"
+
+    t = sub.add_parser("train", help="train a network on MNIST and save it", formatter_class=fmt,
+                       description="Train a preset network on MNIST, report validation accuracy per epoch and "
+                       "the final test accuracy, and save the model. Unset options take the preset's recipe.")
+    t.add_argument("--model", default="mlp", choices=list(models.PRESETS), help="network preset")
+    t.add_argument("--epochs", type=int, help="passes over the training set (preset's default)")
+    t.add_argument("--batch-size", type=int, help="images per gradient step (preset's default)")
+    t.add_argument("--lr", type=float, help="learning rate (preset's default)")
+    t.add_argument("--optimizer", choices=list(optim.OPTIMIZERS), help="optimizer (preset's default)")
+    t.add_argument("--momentum", type=float, help="SGD momentum (preset's default)")
+    t.add_argument("--weight-decay", type=float, help="weight decay (preset's default)")
+    t.add_argument("--schedule", choices=list(optim.SCHEDULES), help="learning-rate schedule (preset's default)")
+    t.add_argument("--label-smoothing", type=float, help="label smoothing ε (preset's default)")
+    t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
+    t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
+    t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
+    t.add_argument("--data-dir", help=data_help)
+    t.add_argument("--out", help="model file to write (default: sifir-MODEL.npz)")
+    t.add_argument("--checkpoint-dir", help="write a checkpoint here after every epoch (and on Ctrl-C)")
+    t.add_argument("--resume", metavar="DIR", help="continue from the checkpoint in DIR")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="test accuracy, per-digit accuracy and confusion matrix", formatter_class=fmt)
+    e.add_argument("model", help="a model file written by sifir train")
+    e.add_argument("--data-dir", help=data_help)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="read digits from PNG/JPEG pictures", formatter_class=fmt,
+                       description="Each picture (any size or colour) is made MNIST-like: grey, inverted if dark on "
+                       "light, cropped to the ink, scaled into 20×20, centred by mass in 28×28.")
+    r.add_argument("model", help="a model file written by sifir train")
+    r.add_argument("images", nargs="+", help="picture files")
+    r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("explain", help="the tutorial's example and the seed network, step by step", formatter_class=fmt)
+    x.add_argument("--lang", default="en", help="language of the walk-through")
+    x.add_argument("--lr", type=float, default=0.01, help="learning rate of the example's gradient step")
+    x.add_argument("--data-dir", help=data_help)
+    x.set_defaults(func=cmd_explain)
+
+    d = sub.add_parser("download", help="fetch and verify MNIST", formatter_class=fmt)
+    d.add_argument("--data-dir", help=data_help)
+    d.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SifirError as e:
+        print(f"sifir: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("sifir: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

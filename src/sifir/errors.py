@@ -1,0 +1,29 @@
+"""Typed errors. Library code raises these; the CLI turns them into one line and exit code 1."""
+
+
+class SifirError(Exception):
+    """Base class: a problem the user can act on (the message says what and where)."""
+
+
+class DataError(SifirError):
+    """A dataset file is missing, corrupt, or does not match its checksum."""
+
+
+class IDXError(DataError):
+    """An IDX file is malformed (bad magic, dtype, dimensions or size)."""
+
+
+class DownloadError(DataError):
+    """MNIST could not be fetched from any source."""
+
+
+class ModelFileError(SifirError):
+    """A model or checkpoint file is not ours, is damaged, or does not fit the architecture."""
+
+
+class ImageError(SifirError):
+    """A picture could not be read or holds no digit."""
+
+
+class TrainingDiverged(SifirError):
+    """The loss became NaN or infinite."""

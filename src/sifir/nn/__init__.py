@@ -1,0 +1,28 @@
+"""sifir.nn: layers, losses and containers with explicit forward and backward passes.
+
+Names, shapes and semantics follow torch.nn, so code and results can be compared side by side.
+"""
+from .functional import log_softmax, one_hot, softmax
+from .init import manual_seed
+from .layers import (Dropout, Flatten, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh)
+from .losses import CrossEntropyLoss, MSELoss
+from .module import Module, Parameter, Sequential
+
+# Every layer type a saved model may name. Loading builds layers only from this table, so a
+# model file can describe an architecture but never run code.
+LAYERS = {cls.__name__: cls for cls in (
+    Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Flatten, Identity, Dropout, Softmax,
+)}
+
+
+def register(cls):
+    """Add a layer class to LAYERS (so it can be saved and loaded); usable as a decorator."""
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+    "Flatten", "Identity", "Dropout", "Softmax", "CrossEntropyLoss", "MSELoss", "LAYERS",
+    "register", "softmax", "log_softmax", "one_hot", "manual_seed",
+]

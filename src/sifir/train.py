@@ -1,0 +1,249 @@
+"""The training loop: shuffled mini-batches, forward, loss, backward, optimizer step.
+
+    for each epoch:
+        for each batch (x, y) of a fresh permutation:
+            z = model(x); L = loss(z, y)            # forward
+            g = loss.backward(); model.backward(g)  # backward: fills every p.grad
+            optimizer.step()                        # w ← w − lr·∂L/∂w (or Adam's refinement)
+        measure validation accuracy; keep the best weights; write a checkpoint
+
+One seeded generator drives shuffling and augmentation, the nn generator drives dropout;
+both are saved in checkpoints so an interrupted run resumes bit for bit.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import io, nn
+from .errors import ModelFileError, TrainingDiverged
+from .nn import init as nn_init
+
+CHECKPOINT_FORMAT = "sifir-checkpoint"
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    lr: float
+    seconds: float
+
+
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Logits for many inputs, in eval mode and in batches (bounded memory)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on a dataset."""
+    logits = predict_logits(model, x, batch_size)
+    loss = nn.CrossEntropyLoss()(logits, y)
+    return loss, float(np.mean(logits.argmax(axis=1) == y))
+
+
+class Interrupted(Exception):
+    """Raised after Ctrl-C once the current batch is done and a checkpoint is written."""
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer``; ``fit`` returns the per-epoch history.
+
+    Optional: ``schedule`` (stepped per batch), ``augment(x, rng) -> x`` (applied to each
+    training batch), ``on_batch(i, n, loss)`` and ``on_epoch(result)`` callbacks,
+    ``checkpoint_dir`` (a checkpoint after every epoch, and on Ctrl-C), ``patience`` (early
+    stopping after that many epochs without a better validation accuracy) and ``keep_best``
+    (end with the weights of the best validation epoch).
+    """
+
+    def __init__(self, model: nn.Module, optimizer, loss_fn=None, *, batch_size: int = 64,
+                 seed: int = 0, schedule=None, augment: Callable | None = None,
+                 on_batch: Callable | None = None, on_epoch: Callable | None = None,
+                 checkpoint_dir=None, patience: int | None = None, keep_best: bool = True):
+        self.model, self.optimizer = model, optimizer
+        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        self.batch_size, self.seed = batch_size, seed
+        self.schedule, self.augment = schedule, augment
+        self.on_batch, self.on_epoch = on_batch, on_epoch
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.patience, self.keep_best = patience, keep_best
+        self.rng = np.random.default_rng(seed)
+        self.history: list[EpochResult] = []
+        self.best_acc, self.best_state, self.best_epoch = -1.0, None, 0
+        self.epoch = 0                 # epochs completed
+        self._position = None          # mid-epoch resume point, from a checkpoint
+        self._stop_requested = False
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self, train_x, train_y, val_x=None, val_y=None, epochs: int = 10) -> list[EpochResult]:
+        previous = signal.getsignal(signal.SIGINT)
+        installed = _install_sigint(self._request_stop)
+        try:
+            while self.epoch < epochs:
+                result = self._train_epoch(train_x, train_y, val_x, val_y)
+                self.history.append(result)
+                self.epoch += 1
+                improved = self._track_best(result)
+                if self.checkpoint_dir:
+                    self.save_checkpoint()
+                if self.on_epoch:
+                    self.on_epoch(result)
+                if self.patience and not improved and self.epoch - self.best_epoch >= self.patience:
+                    break
+        finally:
+            if installed:
+                signal.signal(signal.SIGINT, previous)
+        if self.keep_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.history
+
+    def _train_epoch(self, x, y, val_x, val_y) -> EpochResult:
+        start = time.perf_counter()
+        n, bs = len(x), self.batch_size
+        n_batches = math.ceil(n / bs)
+        if self._position is None:
+            # Remember the generator before the shuffle: a mid-epoch checkpoint replays it.
+            epoch_rng_state = self.rng.bit_generator.state
+            order = self.rng.permutation(n)
+            first, sums = 0, np.zeros(3)
+        else:  # resuming inside an epoch
+            epoch_rng_state, first, sums, rng_state = self._position
+            self.rng.bit_generator.state = epoch_rng_state
+            order = self.rng.permutation(n)
+            self.rng.bit_generator.state = rng_state
+            self._position = None
+        self.model.train()
+        last_good = sums[0] / sums[2] if sums[2] else None
+        for b in range(first, n_batches):
+            idx = order[b * bs:(b + 1) * bs]
+            xb, yb = x[idx], y[idx]
+            if self.augment is not None:
+                xb = self.augment(xb, self.rng)
+            logits = self.model(xb)
+            loss = self.loss_fn(logits, yb)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss} at epoch {self.epoch + 1}, batch {b + 1}/{n_batches}"
+                    + (f" (last good batch loss {last_good:.4f})" if last_good is not None else "")
+                    + f"; the learning rate {self.optimizer.lr:g} is probably too large: try a "
+                    f"smaller one, e.g. --lr {self.optimizer.lr / 10:g}")
+            sums += (loss * len(yb), np.sum(logits.argmax(axis=1) == yb), len(yb))
+            last_good = loss
+            self.model.zero_grad()
+            self.model.backward(self.loss_fn.backward(), need_input_grad=False)
+            self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step()
+            if self.on_batch:
+                self.on_batch(b + 1, n_batches, loss)
+            if self._stop_requested:
+                self._position = (epoch_rng_state, b + 1, sums, self.rng.bit_generator.state)
+                if self.checkpoint_dir:
+                    path = self.save_checkpoint()
+                    raise Interrupted(f"interrupted in epoch {self.epoch + 1} after batch {b + 1}/"
+                                      f"{n_batches}; checkpoint written to {path}")
+                raise Interrupted(f"interrupted in epoch {self.epoch + 1} after batch {b + 1}/{n_batches}")
+        val_loss = val_acc = None
+        if val_x is not None:
+            val_loss, val_acc = evaluate(self.model, val_x, val_y)
+        return EpochResult(self.epoch + 1, sums[0] / sums[2], sums[1] / sums[2], val_loss, val_acc,
+                           self.optimizer.lr, time.perf_counter() - start)
+
+    def _track_best(self, result: EpochResult) -> bool:
+        score = result.val_acc if result.val_acc is not None else -result.train_loss
+        if score > self.best_acc:
+            self.best_acc, self.best_epoch = score, result.epoch
+            if self.keep_best:
+                self.best_state = copy.deepcopy(dict(self.model.state_dict()))
+            return True
+        return False
+
+    def _request_stop(self, signum, frame):
+        if self._stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, folder=None) -> Path:
+        """Everything needed to continue bit for bit: weights, optimizer and schedule state,
+        both random generators, epoch, history, best weights, and a mid-epoch position."""
+        folder = Path(folder or self.checkpoint_dir)
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if self.best_state is not None:
+            arrays.update({f"best.{k}": v for k, v in self.best_state.items()})
+        opt_state = self.optimizer.state_dict()
+        buffer_shapes = {}
+        for name, items in opt_state.pop("buffers").items():
+            buffer_shapes[name] = len(items)
+            for i, a in enumerate(items):
+                if a is not None:
+                    arrays[f"optim.{name}.{i}"] = a
+        position = None
+        if self._position is not None:
+            epoch_state, first, sums, rng_state = self._position
+            position = {"epoch_rng": epoch_state, "first_batch": first, "sums": sums.tolist(),
+                        "rng": rng_state}
+        meta = {
+            "format": CHECKPOINT_FORMAT, "version": io.FORMAT_VERSION,
+            "architecture": io.describe(self.model), "epoch": self.epoch,
+            "optimizer": {"type": type(self.optimizer).__name__, **opt_state, "buffers": buffer_shapes},
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "rng": self.rng.bit_generator.state, "nn_rng": nn_init.get_rng().bit_generator.state,
+            "history": [asdict(r) for r in self.history],
+            "best": {"score": self.best_acc, "epoch": self.best_epoch},
+            "position": position, "batch_size": self.batch_size, "seed": self.seed,
+        }
+        return io.write_npz_atomic(folder / CHECKPOINT_NAME, arrays, meta)
+
+    def load_checkpoint(self, folder) -> None:
+        """Restore a checkpoint written by ``save_checkpoint`` into this trainer."""
+        path = Path(folder) / CHECKPOINT_NAME
+        arrays, meta = io.read_npz(path, CHECKPOINT_FORMAT)
+        if meta.get("architecture") != io.describe(self.model):
+            raise ModelFileError(f"{path}: the checkpoint is of another architecture than the model being trained")
+        opt = meta["optimizer"]
+        if opt.get("type") != type(self.optimizer).__name__:
+            raise ModelFileError(f"{path}: checkpoint optimizer is {opt.get('type')}, "
+                                 f"not {type(self.optimizer).__name__}")
+        self.model.load_state_dict(io.check_state(path, self.model, arrays, prefix="model."))
+        if any(k.startswith("best.") for k in arrays):
+            self.best_state = {k: v.copy() for k, v in
+                               io.check_state(path, self.model, arrays, prefix="best.").items()}
+        buffers = {name: [arrays.get(f"optim.{name}.{i}") for i in range(count)]
+                   for name, count in opt["buffers"].items()}
+        self.optimizer.load_state_dict({"lr": opt["lr"], "step_count": opt["step_count"], "buffers": buffers})
+        if self.schedule is not None and meta.get("schedule"):
+            self.schedule.load_state_dict(meta["schedule"])
+        self.rng.bit_generator.state = meta["rng"]
+        nn_init.get_rng().bit_generator.state = meta["nn_rng"]
+        self.epoch = int(meta["epoch"])
+        self.history = [EpochResult(**r) for r in meta["history"]]
+        self.best_acc, self.best_epoch = meta["best"]["score"], meta["best"]["epoch"]
+        pos = meta.get("position")
+        if pos:
+            self._position = (pos["epoch_rng"], pos["first_batch"], np.array(pos["sums"]), pos["rng"])
+
+
+def _install_sigint(handler) -> bool:
+    """Catch Ctrl-C only in the main thread (signals can't be set elsewhere)."""
+    try:
+        signal.signal(signal.SIGINT, handler)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,104 @@
+"""The training loop: learning, determinism, checkpoints that resume bit for bit, divergence."""
+import numpy as np
+import pytest
+
+from sifir import nn, optim
+from sifir.errors import ModelFileError, TrainingDiverged
+from sifir.train import Interrupted, Trainer, evaluate
+
+
+def blobs(n=600, seed=0):
+    """Three Gaussian classes in 20 dimensions: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((3, 20)) * 2
+    y = rng.integers(0, 3, n)
+    x = (centres[y] + rng.standard_normal((n, 20))).astype(np.float32)
+    return x, y
+
+
+def make(seed=0, lr=1e-2, total=None):
+    nn.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
+    opt = optim.Adam(model.parameters(), lr=lr)
+    sched = optim.CosineLR(opt, total=total) if total else None
+    return model, opt, sched
+
+
+def run(epochs, checkpoint_dir=None, stop_after=None, resume=None, seed=0, lr=1e-2):
+    x, y = blobs()
+    model, opt, sched = make(seed, lr, total=40)  # the same schedule whatever the stop
+    trainer = Trainer(model, opt, batch_size=50, seed=seed, schedule=sched, checkpoint_dir=checkpoint_dir)
+    if stop_after is not None:  # what Ctrl-C does: request a stop; the batch finishes first
+        def on_batch(i, n, loss):
+            if trainer.epoch * n + i == stop_after:
+                trainer._request_stop(None, None)
+        trainer.on_batch = on_batch
+    if resume:
+        trainer.load_checkpoint(resume)
+    trainer.fit(x[:500], y[:500], x[500:], y[500:], epochs=epochs)
+    return model, trainer
+
+
+def weights(model):
+    return [p.data.copy() for p in model.parameters()]
+
+
+def test_it_learns():
+    model, trainer = run(5)
+    x, y = blobs()
+    assert evaluate(model, x[500:], y[500:])[1] > 0.9
+    assert trainer.history[-1].train_loss < trainer.history[0].train_loss
+
+
+def test_same_seed_same_weights_bit_for_bit():
+    a, _ = run(3)
+    b, _ = run(3)
+    c, _ = run(3, seed=1)
+    assert all(np.array_equal(p, q) for p, q in zip(weights(a), weights(b)))
+    assert not all(np.array_equal(p, q) for p, q in zip(weights(a), weights(c)))
+
+
+def test_resume_after_an_epoch_is_bit_identical(tmp_path):
+    full, full_trainer = run(4)
+    run(2, checkpoint_dir=tmp_path)
+    resumed, trainer = run(4, resume=tmp_path)
+    assert all(np.array_equal(p, q) for p, q in zip(weights(full), weights(resumed)))
+    assert [r.val_acc for r in trainer.history] == [r.val_acc for r in full_trainer.history]
+
+
+def test_interrupt_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    full, _ = run(3)
+    with pytest.raises(Interrupted, match="checkpoint written"):
+        run(3, checkpoint_dir=tmp_path, stop_after=17)  # batch 7 of epoch 2
+    resumed, trainer = run(3, resume=tmp_path)
+    assert all(np.array_equal(p, q) for p, q in zip(weights(full), weights(resumed)))
+    assert trainer.epoch == 3
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    run(1, checkpoint_dir=tmp_path)
+    nn.manual_seed(0)
+    other = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 3))
+    trainer = Trainer(other, optim.Adam(other.parameters()))
+    with pytest.raises(ModelFileError, match="another architecture"):
+        trainer.load_checkpoint(tmp_path)
+
+
+def test_divergence_stops_with_a_clear_message(tmp_path):
+    x, y = blobs()
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 3))
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=1e30), batch_size=50, checkpoint_dir=tmp_path)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"learning rate .* too large.*--lr"):
+        trainer.fit(x * 1e6, y, epochs=3)
+
+
+def test_keep_best_and_early_stopping():
+    x, y = blobs()
+    model, opt, _ = make()
+    seen = []
+    trainer = Trainer(model, opt, batch_size=50, patience=1, on_epoch=seen.append)
+    trainer.fit(x[:500], y[:500], x[500:], y[500:], epochs=30)
+    assert len(seen) < 30  # stopped early
+    best = max(seen, key=lambda r: r.val_acc)
+    assert evaluate(model, x[500:], y[500:])[1] == pytest.approx(best.val_acc)
