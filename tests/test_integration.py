@@ -1,0 +1,33 @@
+"""Real MNIST, real training: the accuracy floors that make the README's numbers believable."""
+import numpy as np
+
+from sifir import io
+from test_cli import sifir
+
+
+def final_accuracy(result):
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ")
+    return float(last.split()[-1].rstrip("%"))
+
+
+def test_seed_network_reaches_93_percent_in_10_epochs(tmp_path, mnist_dir):
+    result = sifir("train", "--model", "seed", "--epochs", "10", "--out", tmp_path / "seed.npz",
+                   "--data-dir", mnist_dir, "--quiet", env={"SIFIR_STATE_DIR": str(tmp_path)})
+    assert final_accuracy(result) >= 93.0
+    model, info = io.load_model(tmp_path / "seed.npz")
+    assert io.count_parameters(model)["weights"] == 7940
+    assert len(info["history"]) == 10 and info["preset"] == "seed"
+
+
+def test_same_seed_gives_the_same_weights_bit_for_bit(tmp_path, mnist_dir):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.npz"
+        result = sifir("train", "--model", "seed", "--epochs", "1", "--seed", "7", "--out", out,
+                       "--data-dir", mnist_dir, "--quiet", env={"SIFIR_STATE_DIR": str(tmp_path)})
+        runs.append((final_accuracy(result), io.read_npz(out)[0]))
+    (acc_a, a), (acc_b, b) = runs
+    assert acc_a == acc_b and a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
