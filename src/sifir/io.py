@@ -60,6 +60,8 @@ def write_npz_atomic(path, arrays: dict, meta: dict) -> Path:
     """Write arrays + JSON meta to ``path`` via temp file, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     payload = dict(arrays)
     payload[META_KEY] = np.array(json.dumps(meta))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
