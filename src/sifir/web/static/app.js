@@ -1,0 +1,354 @@
+// sifir's drawing page: draw (or upload) a digit, post it to /api/predict, show what comes back.
+"use strict";
+
+(() => {
+  const SEND_EVERY_MS = 100;     // while drawing, at most one picture per 100 ms
+  const MAX_UPLOAD_BYTES = 1400000;   // the server takes 2 MB of JSON; base64 adds a third
+  const MAX_UPLOAD_SIDE = 1024;  // bigger pictures are shrunk here first (a digit needs far less)
+  const MAX_MAPS = 64;           // feature maps drawn per layer
+
+  const $ = (id) => document.getElementById(id);
+  const pad = $("pad");
+  const ink = pad.getContext("2d");
+  const seen = $("seen");
+  const digitEl = $("digit");
+  const statusEl = $("status");
+  const confidenceEl = $("confidence");
+  const hintEl = $("pad-hint");
+
+  // -- drawing -----------------------------------------------------------------------------------
+  // MNIST strokes are about 2 px wide in 28 px, so the pen is 1/14 of the canvas.
+  const PEN = pad.width / 14;
+  let hasInk = false;        // something drawn since the last clear
+  let stroke = null;         // the last point of the stroke in progress
+  let showingUpload = false; // the pad shows an uploaded picture, not a drawing
+
+  function blank() {
+    ink.fillStyle = "#000";
+    ink.fillRect(0, 0, pad.width, pad.height);
+    hasInk = false;
+    showingUpload = false;
+  }
+
+  function pointOf(event) {
+    // the canvas is drawn at its own 280×280 resolution, whatever size CSS shows it at
+    const box = pad.getBoundingClientRect();
+    return {
+      x: (event.clientX - box.left) * (pad.width / box.width),
+      y: (event.clientY - box.top) * (pad.height / box.height),
+    };
+  }
+
+  function line(from, to) {
+    ink.strokeStyle = "#fff";
+    ink.fillStyle = "#fff";
+    ink.lineWidth = PEN;
+    ink.lineCap = "round";
+    ink.lineJoin = "round";
+    ink.beginPath();
+    ink.moveTo(from.x, from.y);
+    ink.lineTo(to.x, to.y);
+    ink.stroke();
+  }
+
+  pad.addEventListener("pointerdown", (event) => {
+    if (event.pointerType === "mouse" && event.button !== 0) return;
+    event.preventDefault();
+    if (showingUpload) blank();
+    pad.setPointerCapture(event.pointerId);
+    stroke = pointOf(event);
+    line(stroke, stroke);    // a tap leaves a dot
+    hasInk = true;
+    hintEl.classList.add("hidden");
+  });
+
+  pad.addEventListener("pointermove", (event) => {
+    if (!stroke) return;
+    event.preventDefault();
+    // coalesced events carry the points a fast pen passed between two frames
+    const points = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const e of points.length ? points : [event]) {
+      const p = pointOf(e);
+      line(stroke, p);
+      stroke = p;
+    }
+    if (performance.now() - lastSent >= SEND_EVERY_MS) send();
+  });
+
+  function endStroke(event) {
+    if (!stroke) return;
+    stroke = null;
+    if (pad.hasPointerCapture(event.pointerId)) pad.releasePointerCapture(event.pointerId);
+    send();
+  }
+  pad.addEventListener("pointerup", endStroke);
+  pad.addEventListener("pointercancel", endStroke);
+
+  $("clear").addEventListener("click", () => {
+    generation += 1;     // answers still on their way belong to the old drawing
+    blank();
+    hintEl.classList.remove("hidden");
+    showNothing("draw a digit");
+  });
+
+  // -- talking to the server ------------------------------------------------------------------------
+  let lastSent = 0;
+  let busy = false;       // one request at a time; the newest drawing goes next
+  let queued = null;      // {image, generation} waiting for the request in flight
+  let generation = 0;     // bumped by clear and upload, so answers to older pictures are dropped
+
+  function send() {
+    if (!hasInk) return;
+    lastSent = performance.now();
+    post(pad.toDataURL("image/png"));
+  }
+
+  async function post(image) {
+    if (busy) { queued = { image, generation }; return; }
+    busy = true;
+    const mine = generation;
+    try {
+      const response = await fetch("/api/predict", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ image }),
+      });
+      const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+      if (mine !== generation) return;
+      if (response.ok) show(answer);
+      else if (answer.code === "no_digit") showNothing("draw a digit");
+      else showError(answer.error || `the server answered ${response.status}`);
+    } catch (err) {
+      if (mine === generation) showError("cannot reach the server: is sifir serve still running?");
+    } finally {
+      busy = false;
+      const next = queued;
+      queued = null;
+      if (next && next.generation === generation) post(next.image);
+    }
+  }
+
+  // -- uploading a picture ---------------------------------------------------------------------------
+  $("file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    event.target.value = "";     // choosing the same file again fires another change
+    if (!file) return;
+    generation += 1;
+    try {
+      const picture = await loadPicture(file);
+      preview(picture);
+      post(await pictureData(file, picture));
+    } catch (err) {
+      showError(`cannot read ${file.name}: is it a picture (PNG, JPEG…)?`);
+    }
+  });
+
+  function loadPicture(file) {
+    return new Promise((resolve, reject) => {
+      const url = URL.createObjectURL(file);
+      const img = new Image();
+      img.onload = () => { URL.revokeObjectURL(url); resolve(img); };
+      img.onerror = () => { URL.revokeObjectURL(url); reject(new Error("not a picture")); };
+      img.src = url;
+    });
+  }
+
+  function preview(img) {
+    // fit the picture into the pad, on white (most photos are dark ink on light paper)
+    blank();
+    const scale = Math.min(pad.width / img.naturalWidth, pad.height / img.naturalHeight);
+    const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+    ink.fillStyle = "#fff";
+    ink.fillRect((pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    ink.drawImage(img, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    showingUpload = true;
+    hintEl.classList.add("hidden");
+  }
+
+  function pictureData(file, img) {
+    // small pictures go as they are, so the server reads the very same bytes as `sifir predict`
+    const side = Math.max(img.naturalWidth, img.naturalHeight);
+    if (file.size <= MAX_UPLOAD_BYTES && side <= MAX_UPLOAD_SIDE) {
+      return new Promise((resolve, reject) => {
+        const reader = new FileReader();
+        reader.onload = () => resolve(reader.result);
+        reader.onerror = () => reject(reader.error);
+        reader.readAsDataURL(file);
+      });
+    }
+    const scale = Math.min(1, MAX_UPLOAD_SIDE / side);
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
+    canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+    const c = canvas.getContext("2d");
+    c.fillStyle = "#fff";
+    c.fillRect(0, 0, canvas.width, canvas.height);
+    c.drawImage(img, 0, 0, canvas.width, canvas.height);
+    return Promise.resolve(canvas.toDataURL("image/jpeg", 0.92));
+  }
+
+  // -- showing the answer -----------------------------------------------------------------------------
+  const bars = [];
+  for (let d = 0; d < 10; d++) {
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.setAttribute("role", "listitem");
+    bar.dataset.digit = d;
+    bar.dataset.p = "0";
+    bar.innerHTML = '<div class="track"><div class="fill"></div></div>' +
+                    `<span class="label">${d}</span><span class="pct"></span>`;
+    $("bars").appendChild(bar);
+    bars.push(bar);
+  }
+
+  function show(answer) {
+    const p = answer.probabilities;
+    digitEl.textContent = String(answer.digit);
+    statusEl.textContent = `It reads a ${answer.digit}`;
+    statusEl.classList.remove("error");
+    confidenceEl.textContent = `${(100 * p[answer.digit]).toFixed(1)}% sure`;
+    bars.forEach((bar, d) => {
+      bar.dataset.p = String(p[d]);
+      bar.classList.toggle("winner", d === answer.digit);
+      bar.querySelector(".fill").style.height = `${(100 * p[d]).toFixed(1)}%`;
+      bar.querySelector(".pct").textContent = `${Math.round(100 * p[d])}%`;
+      bar.title = `${d}: ${(100 * p[d]).toFixed(2)}%`;
+    });
+    drawInput(answer.input);
+    showLayers(answer.activations);
+  }
+
+  function showNothing(message) {
+    digitEl.textContent = "";
+    statusEl.textContent = message;
+    statusEl.classList.remove("error");
+    confidenceEl.textContent = "";
+    bars.forEach((bar) => {
+      bar.dataset.p = "0";
+      bar.classList.remove("winner");
+      bar.querySelector(".fill").style.height = "0";
+      bar.querySelector(".pct").textContent = "";
+      bar.title = "";
+    });
+    drawInput(null);
+    showLayers(null);
+  }
+
+  function showError(message) {
+    showNothing(message);
+    statusEl.classList.add("error");
+  }
+
+  function drawInput(rows) {
+    // the 28×28 input: each value in [0, 1] becomes a grey level, bright ink on black
+    const c = seen.getContext("2d");
+    const image = c.createImageData(28, 28);
+    for (let i = 0; i < 784; i++) {
+      const v = rows ? Math.round(255 * rows[Math.floor(i / 28)][i % 28]) : 0;
+      image.data.set([v, v, v, 255], 4 * i);
+    }
+    c.putImageData(image, 0, 0);
+  }
+
+  // -- hidden layers: a cell per neuron, or a small grey picture per feature map --------------------------
+  const layersEl = $("layers");
+  let layerViews = [];   // one per hidden layer, built from /api/model
+
+  function buildLayers(hidden) {
+    layersEl.textContent = "";
+    layerViews = hidden.map((h) => {
+      const box = document.createElement("div");
+      box.className = "layer";
+      box.dataset.name = h.name;
+      const title = document.createElement("p");
+      title.className = "layer-title";
+      const count = h.shape.reduce((a, b) => a * b, 1);
+      title.innerHTML = `<b>${h.name}</b> · ${h.layer} · ` + (h.shape.length === 1
+        ? `${count} neurons` : `${h.shape[0]} feature maps of ${h.shape.slice(1).join("×")}`);
+      box.appendChild(title);
+      const view = { shape: h.shape, cells: [], maps: [] };
+      if (h.shape.length === 1) {
+        const grid = document.createElement("div");
+        grid.className = count > 40 ? "cells many" : "cells";
+        for (let i = 0; i < count; i++) {
+          const cell = document.createElement("div");
+          cell.className = "cell";
+          cell.title = `neuron ${i + 1}: 0`;
+          grid.appendChild(cell);
+          view.cells.push(cell);
+        }
+        box.appendChild(grid);
+      } else {
+        const [channels, height, width] = h.shape.length === 3 ? h.shape : [1, ...h.shape];
+        const maps = document.createElement("div");
+        maps.className = "maps";
+        for (let i = 0; i < Math.min(channels, MAX_MAPS); i++) {
+          const canvas = document.createElement("canvas");
+          canvas.width = width;
+          canvas.height = height;
+          canvas.title = `map ${i + 1}`;
+          maps.appendChild(canvas);
+          view.maps.push(canvas);
+        }
+        box.appendChild(maps);
+        if (channels > MAX_MAPS) {
+          const more = document.createElement("p");
+          more.className = "more";
+          more.textContent = `(first ${MAX_MAPS} of ${channels} maps)`;
+          box.appendChild(more);
+        }
+      }
+      layersEl.appendChild(box);
+      return view;
+    });
+  }
+
+  function showLayers(activations) {
+    layerViews.forEach((view, k) => {
+      const a = activations && activations[k];
+      const flat = a ? [a.values].flat(Infinity) : [];
+      // brightness relative to the layer's strongest neuron, so quiet layers still show a pattern
+      const top = flat.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1;
+      view.cells.forEach((cell, i) => {
+        const v = flat[i] || 0;
+        cell.style.backgroundColor = v > 0 ? `rgba(var(--glow), ${Math.max(0.12, v / top).toFixed(3)})` : "";
+        cell.classList.toggle("lit", v > 0);
+        cell.title = `neuron ${i + 1}: ${v.toFixed(3)}`;
+      });
+      const size = view.maps.length ? view.maps[0].width * view.maps[0].height : 0;
+      view.maps.forEach((canvas, m) => {
+        const c = canvas.getContext("2d");
+        const image = c.createImageData(canvas.width, canvas.height);
+        for (let i = 0; i < size; i++) {
+          const v = Math.round(255 * Math.max(0, flat[m * size + i] || 0) / top);
+          image.data.set([v, v, v, 255], 4 * i);
+        }
+        c.putImageData(image, 0, 0);
+      });
+    });
+  }
+
+  // -- start -----------------------------------------------------------------------------------------
+  async function loadModel() {
+    const modelEl = $("model");
+    try {
+      const response = await fetch("/api/model");
+      const model = await response.json();
+      const info = model.info || {};
+      const parts = [info.preset ? `model “${info.preset}”` : model.file,
+                     `${model.parameters.weights.toLocaleString("en")} weights`];
+      if (typeof info.test_accuracy === "number") {
+        parts.push(`${(100 * info.test_accuracy).toFixed(1)}% on MNIST's test set`);
+      }
+      modelEl.textContent = parts.join(" · ");
+      buildLayers(model.hidden || []);
+      showLayers(null);
+    } catch (err) {
+      modelEl.textContent = "cannot reach the server";
+    }
+  }
+
+  blank();
+  drawInput(null);
+  loadModel();
+})();
