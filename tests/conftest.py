@@ -14,8 +14,7 @@ _MNIST_NAMES = (
 _REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
+def locate_mnist() -> Path:
     """The folder holding real MNIST: $SIFIR_DATA_DIR (CI: ../shared/mnist), else
     <repo>/../shared/mnist, else the user cache that `sifir download` fills.
 
@@ -34,6 +33,11 @@ def mnist_dir() -> Path:
         pytest.fail(f"MNIST not found in {folder} (missing {', '.join(missing)}); "
                     "set SIFIR_DATA_DIR to a folder holding the four files", pytrace=False)
     return folder.resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return locate_mnist()
 
 
 @pytest.fixture(scope="session")

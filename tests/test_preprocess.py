@@ -17,9 +17,9 @@ from PIL import Image
 
 from sifir import preprocess as pp
 from sifir.errors import ImageError
+from conftest import locate_mnist
 from sifir.preprocess import load_image, preprocess, preprocess_array, preprocess_file
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -27,9 +27,7 @@ MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"
 
 def mnist_digits(n: int) -> np.ndarray:
     """The first n MNIST test images, uint8 (n, 28, 28): gzip + skip the 16-byte IDX header."""
-    path = MNIST / "t10k-images-idx3-ubyte.gz"
-    if not path.exists():
-        pytest.skip(f"MNIST not found at {path}")
+    path = locate_mnist() / "t10k-images-idx3-ubyte.gz"   # fails, never skips, without MNIST
     with gzip.open(path) as f:
         raw = f.read(16 + n * 784)
     return np.frombuffer(raw, np.uint8, offset=16).reshape(n, 28, 28)

@@ -130,3 +130,26 @@ def test_damaged_checkpoint_is_refused(tmp_path, damage):
     with pytest.raises(Exception) as info:
         Trainer(model, optim.SGD(model.parameters(), lr=0.1)).load_checkpoint(ckpt)
     assert type(info.value).__name__ == "ModelFileError"
+
+
+def test_checkpoint_with_missing_entries_is_a_clear_error(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    nn.manual_seed(0)
+    model = models.build("seed")
+    path = Trainer(model, optim.SGD(model.parameters(), lr=0.1), checkpoint_dir=ckpt).save_checkpoint()
+    arrays, meta = io.read_npz(path, "sifir-checkpoint")
+    del meta["optimizer"]
+    io.write_npz_atomic(path, arrays, meta)
+    with pytest.raises(Exception) as info:
+        Trainer(model, optim.SGD(model.parameters(), lr=0.1)).load_checkpoint(ckpt)
+    assert type(info.value).__name__ == "ModelFileError" and "damaged checkpoint" in str(info.value)
+
+
+def test_loading_a_model_does_not_shift_the_random_numbers(tmp_path):
+    nn.manual_seed(5)
+    path = io.save_model(tmp_path / "m.npz", models.build("seed"))
+    nn.manual_seed(1)
+    expected = nn.init.get_rng().random(3)
+    nn.manual_seed(1)
+    io.load_model(path)
+    assert np.array_equal(nn.init.get_rng().random(3), expected)

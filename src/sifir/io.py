@@ -9,15 +9,16 @@ renamed over the target, so a crash leaves either the old file or the new one, n
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import nn
 from .errors import ModelFileError
+from .nn import init as nn_init
 
 FORMAT = "sifir-model"
 FORMAT_VERSION = 1
@@ -32,20 +33,68 @@ def describe(module: nn.Module) -> dict:
     return {"type": type(module).__name__, "config": module.config()}
 
 
-def build(spec: dict) -> nn.Module:
-    """Rebuild a module from ``describe``'s output; unknown types are refused."""
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise ModelFileError(f"bad layer description: {spec!r}")
+# Up to this many values (64 MB in float32) a description is built even when the file holds
+# fewer: room for parameter-free layers (pooling windows, strides), and for a precise message
+# ("'1.weight' has shape …") rather than a count when the arrays belong to another model.
+MIN_BUDGET = 1 << 24
+
+
+def build(spec: dict, budget: int | None = None) -> nn.Module:
+    """Rebuild a module from ``describe``'s output; unknown types and arguments are refused.
+
+    ``budget`` is how many values the file's arrays hold. A valid description never needs more,
+    so a layer whose sizes multiply past it is refused before it allocates, and so is a model
+    that has outgrown it: a few bytes of JSON must not cost gigabytes. Up to MIN_BUDGET the
+    model is built anyway, so that ``check_state`` can name the array whose shape is wrong.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        raise ModelFileError(f"bad layer description: {_short(spec)}")
     kind = spec["type"]
     if kind == "Sequential":
-        return nn.Sequential(*(build(layer) for layer in spec.get("layers", [])))
+        return _build_sequential(spec.get("layers", []), budget)
     cls = nn.LAYERS.get(kind)
     if cls is None:
-        raise ModelFileError(f"unknown layer type '{kind}' (this sifir knows {', '.join(sorted(nn.LAYERS))})")
+        raise ModelFileError(f"unknown layer type '{_short(kind)}' (this sifir knows {', '.join(sorted(nn.LAYERS))})")
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ModelFileError(f"bad arguments for {kind}: {_short(config)}")
+    if budget is not None and math.prod(_sizes(config)) > max(budget, MIN_BUDGET):
+        raise ModelFileError(f"{kind} {_short(config)} describes more values than the file holds ({budget:,})")
     try:
-        return cls(**spec.get("config", {}))
-    except (TypeError, ValueError) as e:
-        raise ModelFileError(f"bad arguments for {kind}: {e}") from None
+        layer = cls(**config)
+    except Exception as e:  # noqa: BLE001 - a constructor fed odd JSON fails in many ways
+        raise ModelFileError(f"bad arguments for {kind}: {type(e).__name__}: {_short(str(e))}") from None
+    unknown = sorted(set(config) - set(layer.config()))  # e.g. "rng" or "dtype": not ours to set
+    if unknown:
+        raise ModelFileError(f"bad arguments for {kind}: {', '.join(unknown)} cannot be set from a file")
+    return layer
+
+
+def _build_sequential(layers, budget: int | None) -> nn.Sequential:
+    if not isinstance(layers, list):
+        raise ModelFileError(f"bad layer list: {_short(layers)}")
+    model = nn.Sequential()
+    for spec in layers:
+        model.append(build(spec, budget))
+        if budget is not None and sum(a.size for a in model.state_dict().values()) > max(budget, MIN_BUDGET):
+            raise ModelFileError(f"the architecture needs more values than the file holds ({budget:,}): "
+                                 "its arrays belong to another model, or the file is damaged")
+    return model
+
+
+def _sizes(value) -> list[int]:
+    """The positive whole numbers in a layer's config (inside lists too): sizes, windows, strides."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _sizes(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _sizes(v)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) and value > 0 else []
+
+
+def _short(value, limit: int = 80) -> str:
+    """A value from a file for a message: repr, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -57,8 +106,20 @@ def count_parameters(model: nn.Module) -> dict:
 
 # -- atomic npz -------------------------------------------------------------------------------
 def write_npz_atomic(path, arrays: dict, meta: dict) -> Path:
-    """Write arrays + JSON meta to ``path`` via temp file, fsync and rename."""
+    """Write arrays + JSON meta to ``path`` via temp file, fsync and rename.
+
+    An OSError (disk full, no permission, a file where the folder should be) becomes a
+    ModelFileError naming the file; the temporary file is gone and ``path`` is as it was."""
     path = Path(path)
+    try:
+        _write_npz_atomic(path, arrays, meta)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and Path(e.filename) in path.parents else ""  # mkdir
+        raise ModelFileError(f"could not write {path}: {e.strerror or e}{where}") from e
+    return path
+
+
+def _write_npz_atomic(path: Path, arrays: dict, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
@@ -75,7 +136,6 @@ def write_npz_atomic(path, arrays: dict, meta: dict) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -98,20 +158,32 @@ def read_npz(path, expected_format: str = FORMAT) -> tuple[dict, dict]:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):  # an .npz is a zip archive (PK\5\6: an empty one)
+        # Checked here so that np.load never gets to suggest unpickling an unknown file.
+        raise ModelFileError(f"{path}: not a readable sifir file (not an .npz archive)")
+    try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - zipfile and NumPy report damage as many types:
+        # BadZipFile, NotImplementedError (zip version/method), RuntimeError (encrypted member),
+        # zlib.error, MemoryError (a header claiming a huge array), ValueError, EOFError…
         raise ModelFileError(f"{path}: not a readable sifir file ({type(e).__name__}: {e})") from None
     if META_KEY not in arrays:
         raise ModelFileError(f"{path}: not a sifir file (no '{META_KEY}' entry)")
     try:
         meta = json.loads(str(arrays.pop(META_KEY)))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ModelFileError(f"{path}: damaged description ({e})") from None
+    except (ValueError, TypeError, RecursionError) as e:  # RecursionError: "[[[[…" nested too deep
+        raise ModelFileError(f"{path}: damaged description ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
         raise ModelFileError(f"{path}: not a {expected_format} file")
     version = meta.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{path}: damaged description (format version {_short(version)} is not a whole number)")
+    if version > FORMAT_VERSION:
         raise ModelFileError(f"{path}: format version {version} is newer than this sifir reads "
                              f"({FORMAT_VERSION}); upgrade sifir")
     return arrays, meta
@@ -133,6 +205,10 @@ def check_state(path, model: nn.Module, arrays: dict, prefix: str = "") -> dict:
             raise ModelFileError(f"{path}: '{key}' has dtype {a.dtype}, expected floating point")
         if not np.all(np.isfinite(a)):
             raise ModelFileError(f"{path}: '{key}' holds NaN or infinite values")
+        with np.errstate(over="ignore"):
+            a = a.astype(target.dtype, copy=False)  # float64 1e300 is finite, but inf in float32
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{path}: '{key}' holds values too large for {target.dtype}")
         state[name] = a
     extra = sorted(k for k in arrays if k.startswith(prefix) and k[len(prefix):] not in expected)
     if prefix == "" and extra:
@@ -152,6 +228,19 @@ def save_model(path, model: nn.Module, info: dict | None = None) -> Path:
 def load_model(path) -> tuple[nn.Module, dict]:
     """Load a model saved by ``save_model``; returns (model in eval mode, info)."""
     arrays, meta = read_npz(path)
-    model = build(meta.get("architecture", {}))
+    info = meta.get("info", {})
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: damaged description ('info' is {type(info).__name__}, not an object)")
+    # Building a layer draws initial weights from the global seeded generator; loading must not
+    # shift the random numbers of whatever runs next (shuffling, dropout), so keep its state.
+    rng_state = nn_init.get_rng().bit_generator.state
+    try:
+        model = build(meta.get("architecture", {}), budget=sum(a.size for a in arrays.values()))
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: the architecture is nested too deeply") from None
+    finally:
+        nn_init.get_rng().bit_generator.state = rng_state
     model.load_state_dict(check_state(path, model, arrays))
-    return model.eval(), meta.get("info", {})
+    return model.eval(), info

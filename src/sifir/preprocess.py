@@ -55,6 +55,9 @@ def load_image(source) -> np.ndarray:
             # Pillow warns (and errors at 2×) above its own global limit; make both refusals.
             # (catch_warnings is process-wide; at worst a racing thread also sees it as error.)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's UserWarnings (corrupt EXIF, TIFF tags past the end) are about metadata it
+            # skipped; the pixels still decode. Printed with Pillow's source line they read like a crash.
+            warnings.simplefilter("ignore", UserWarning)
             im = Image.open(io.BytesIO(data))  # reads the header only
             width, height = im.size
             if width * height > MAX_PIXELS:

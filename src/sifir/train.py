@@ -129,6 +129,7 @@ class Trainer:
             self.rng.bit_generator.state = rng_state
             self._position = None
         self.model.train()
+        params = self.model.parameters()  # walked once per epoch, not once per batch
         last_good = sums[0] / sums[2] if sums[2] else None
         for b in range(first, n_batches):
             idx = order[b * bs:(b + 1) * bs]
@@ -145,7 +146,8 @@ class Trainer:
                     f"smaller one, e.g. --lr {self.optimizer.lr / 10:g}")
             sums += (loss * len(yb), np.sum(logits.argmax(axis=1) == yb), len(yb))
             last_good = loss
-            self.model.zero_grad()
+            for p in params:  # model.zero_grad()
+                p.grad = None
             self.model.backward(self.loss_fn.backward(), need_input_grad=False)
             self.optimizer.step()
             if self.schedule is not None:
@@ -215,6 +217,12 @@ class Trainer:
         """Restore a checkpoint written by ``save_checkpoint`` into this trainer."""
         path = Path(folder) / CHECKPOINT_NAME
         arrays, meta = io.read_npz(path, CHECKPOINT_FORMAT)
+        try:
+            self._restore(path, arrays, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ModelFileError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
+
+    def _restore(self, path, arrays, meta) -> None:
         if meta.get("architecture") != io.describe(self.model):
             raise ModelFileError(f"{path}: the checkpoint is of another architecture than the model being trained")
         opt = meta["optimizer"]
