@@ -1,6 +1,8 @@
 """Shared test fixtures."""
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,14 @@ def trained_seed_model(tmp_path_factory, mnist_dir) -> Path:
     path = tmp_path_factory.mktemp("model") / "seed.npz"
     return io.save_model(path, model, {"preset": "seed", "epochs": 3, "optimizer": "sgd", "lr": 0.1,
                                        "batch_size": 64, "seed": 0, "test_accuracy": test_acc})
+
+
+def load_loadtest():
+    """benchmarks/loadtest.py is a script, not a package: import it from its path (its
+    start_server runs `sifir serve` on a free port)."""
+    if "sifir_loadtest" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("sifir_loadtest", _REPO / "benchmarks" / "loadtest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module   # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["sifir_loadtest"]

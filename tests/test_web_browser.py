@@ -7,11 +7,9 @@ quietly skips would report a green run that checked nothing.
 """
 import base64
 import http.client
-import importlib.util
 import io
 import json
 import os
-import sys
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import load_loadtest
 from sifir.data import mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,17 +27,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 15_000   # generous: the machine may be busy; nothing here measures time
-
-
-def load_loadtest():
-    """benchmarks/loadtest.py (not a package): its start_server runs `sifir serve` on a free port."""
-    if "sifir_loadtest" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("sifir_loadtest", REPO / "benchmarks" / "loadtest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module   # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["sifir_loadtest"]
-
 
 loadtest = load_loadtest()
 

@@ -1,24 +1,9 @@
 """A short run of benchmarks/loadtest.py: concurrent clients on the real server (`sifir serve` in
 its own process), every answer equal to the offline prediction, no errors. Counts only: how fast
 it went depends on the machine and is not asserted."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_loadtest():
-    """benchmarks/loadtest.py is a script, not a package: import it from its path."""
-    if "sifir_loadtest" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("sifir_loadtest", REPO / "benchmarks" / "loadtest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module   # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["sifir_loadtest"]
-
+from conftest import load_loadtest
 
 loadtest = load_loadtest()
 
