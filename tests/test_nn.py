@@ -162,3 +162,24 @@ def test_state_dict_round_trip_and_mismatch():
         nn.Sequential(nn.Linear(4, 2)).load_state_dict(a.state_dict())
     with pytest.raises(ValueError, match="missing"):
         nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)).load_state_dict(a.state_dict())
+
+
+def test_cross_entropy_refuses_labels_outside_the_classes():
+    logits = rand(3, 4)
+    for bad in (np.array([0, 4, 1]), np.array([0, -1, 1]), np.array([0.0, 1.0, 2.0])):
+        with pytest.raises(ValueError, match="labels must be integers in 0..3"):
+            nn.CrossEntropyLoss()(logits, bad)
+
+
+def test_cross_entropy_matches_log_softmax_in_float32():
+    logits = (rand(64, 10) * 5).astype(np.float32)
+    target = np.random.default_rng(1).integers(0, 10, 64)
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+    value = loss(logits, target)
+    logp = nn.log_softmax(logits.astype(np.float64))
+    q = np.full((64, 10), 0.1 / 10)
+    q[np.arange(64), target] += 0.9
+    assert value == pytest.approx(-(q * logp).sum(axis=1).mean(), rel=1e-6)
+    grad = loss.backward()
+    assert grad.dtype == np.float32  # no float64 sneaks into the training path
+    assert np.allclose(grad, (np.exp(logp) - q) / 64, atol=1e-7)

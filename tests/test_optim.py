@@ -130,3 +130,54 @@ def test_schedule_state_resumes():
     t = optim.CosineLR(optim.SGD([p], lr=1.0), total=10)
     t.load_state_dict(s.state_dict())
     assert t.optimizer.lr == s.optimizer.lr and math.isclose(lrs(t, 1)[-1], lrs(s, 1)[-1])
+
+
+def adam_reference(w0, grads, lr=0.01, betas=(0.9, 0.999), eps=1e-8):
+    """torch.optim.Adam written out: (weights, m, v) after the gradient steps."""
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads, start=1):
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        w = w - lr * (m / (1 - betas[0] ** t)) / (np.sqrt(v / (1 - betas[1] ** t)) + eps)
+    return w, m, v
+
+
+@pytest.mark.parametrize("shape,order", [((3, optim.BLOCK + 5), "C"), ((40, 30), "F")],
+                         ids=["several blocks", "not contiguous"])
+def test_adam_in_blocks_and_on_strided_arrays_matches_the_reference(shape, order):
+    rng = np.random.default_rng(3)
+    w0 = np.asarray(rng.standard_normal(shape), order=order)
+    grads = [np.asarray(g, order=order) for g in rng.standard_normal((4, *shape))]
+    p = Parameter(w0.copy(order="K"))
+    opt = optim.Adam([p], lr=0.01)
+    for g in grads:
+        p.grad = g
+        opt.step()
+    w, m, v = adam_reference(w0, grads)
+    assert np.allclose(p.data, w, rtol=1e-10, atol=1e-12)
+    # the state is kept as sums M = m/(1−β1), V = v/(1−β2); exp_avg/exp_avg_sq are PyTorch's m, v
+    assert np.allclose(opt.exp_avg[0], m, rtol=1e-12) and np.allclose(opt.exp_avg_sq[0], v, rtol=1e-12)
+
+
+def test_adam_state_in_pytorch_form_loads_and_unknown_state_is_refused():
+    rng = np.random.default_rng(4)
+    w0, grads = rng.standard_normal(5), rng.standard_normal((6, 5))
+    p = Parameter(w0.copy())
+    opt = optim.Adam([p], lr=0.01)
+    for g in grads[:3]:
+        p.grad = g.copy()
+        opt.step()
+    state = opt.state_dict()
+    torch_form = {**state, "buffers": {"exp_avg": opt.exp_avg, "exp_avg_sq": opt.exp_avg_sq}}
+    q = Parameter(p.data.copy())
+    resumed = optim.Adam([q], lr=0.01)
+    resumed.load_state_dict(torch_form)
+    for g in grads[3:]:
+        p.grad, q.grad = g.copy(), g.copy()
+        opt.step()
+        resumed.step()
+    assert np.allclose(q.data, p.data, rtol=1e-12)
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        resumed.load_state_dict(optim.SGD([q], lr=0.1, momentum=0.9).state_dict())
+    with pytest.raises(ValueError, match="betas"):
+        optim.Adam([q], betas=(0.9, 1.0))

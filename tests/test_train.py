@@ -102,3 +102,13 @@ def test_keep_best_and_early_stopping():
     assert len(seen) < 30  # stopped early
     best = max(seen, key=lambda r: r.val_acc)
     assert evaluate(model, x[500:], y[500:])[1] == pytest.approx(best.val_acc)
+
+
+def test_training_stays_in_float32():
+    x, y = blobs()
+    model, opt, sched = make(total=20)
+    seen = []
+    Trainer(model, opt, batch_size=50, schedule=sched, on_batch=lambda i, n, loss: seen.append(loss)).fit(x, y, epochs=2)
+    assert all(p.data.dtype == np.float32 and p.grad.dtype == np.float32 for p in model.parameters())
+    assert all(a.dtype == np.float32 for a in opt.exp_sum + opt.exp_sum_sq)
+    assert all(isinstance(loss, float) for loss in seen)

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, io, metrics, models, nn, optim
+from .augment import AUGMENTS, make_augment
 from .errors import SifirError, TrainingDiverged
+from .messages import MESSAGES
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -56,16 +58,15 @@ def summary(model: nn.Module) -> str:
     """A table of layers with output shapes and parameter counts, then the totals."""
     x = np.zeros((1, 1, 28, 28), np.float32)
     model.eval()
-    rows = [f"{'#':>3}  {'layer':<34} {'output':<16} {'weights':>10} {'biases':>8}"]
+    rows = [f"{'#':>3}  {'layer':<12} {'parameters':<22} {'output':<14} {'weights':>10} {'biases':>8}"]
     layers = model if isinstance(model, nn.Sequential) else [model]
     for i, layer in enumerate(layers):
         x = layer(x)
-        w = sum(p.size for n, p in layer.named_parameters() if not n.endswith("bias"))
-        b = sum(p.size for n, p in layer.named_parameters() if n.endswith("bias"))
-        shapes = " ".join("×".join(map(str, p.shape)) for n, p in layer.named_parameters()
-                          if not n.endswith("bias"))
-        name = repr(layer) + (f" W {shapes}" if shapes else "")
-        rows.append(f"{i:>3}  {name:<34} {str(tuple(x.shape[1:])):<16} {w:>10,} {b:>8,}")
+        named = list(layer.named_parameters())
+        w = sum(p.size for n, p in named if not n.endswith("bias"))
+        b = sum(p.size for n, p in named if n.endswith("bias"))
+        shapes = " ".join(f"{n.split('.')[-1][0].upper()} " + "×".join(map(str, p.shape)) for n, p in named)
+        rows.append(f"{i:>3}  {type(layer).__name__:<12} {shapes:<22} {str(tuple(x.shape[1:])):<14} {w:>10,} {b:>8,}")
     model.train()
     c = io.count_parameters(model)
     rows.append(f"learnable weights: {c['weights']:,}  (+ {c['biases']:,} biases = {c['total']:,} parameters)")
@@ -79,13 +80,13 @@ def make_optimizer(name, params, lr, momentum=0.0, weight_decay=0.0, nesterov=Fa
     return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
 
 
-def make_schedule(name, optimizer, total_steps, epochs):
+def make_schedule(name, optimizer, total_steps, warmup_steps=0):
     if name == "constant":
         return None
     if name == "step":  # ÷10 at 50% and 75% of training is approximated by ×0.1 every third
         return optim.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
     if name == "cosine":
-        return optim.CosineLR(optimizer, total=total_steps, warmup=min(500, total_steps // 20))
+        return optim.CosineLR(optimizer, total=total_steps, warmup=warmup_steps)
     if name == "onecycle":
         return optim.OneCycleLR(optimizer, total=total_steps)
     raise ValueError(f"unknown schedule '{name}'")
@@ -98,7 +99,7 @@ def cmd_train(args) -> int:
 
     preset = models.get(args.model)
     for key in ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-                "label_smoothing"):
+                "label_smoothing", "augment"):
         if getattr(args, key) is None:
             setattr(args, key, getattr(preset, key))
     if not (args.lr > 0 and math.isfinite(args.lr)):
@@ -106,6 +107,9 @@ def cmd_train(args) -> int:
     if args.epochs < 1 or args.batch_size < 1:
         raise SifirError("--epochs and --batch-size must be at least 1")
     out = Path(args.out or f"sifir-{args.model}.npz")
+    if args.plots:
+        from .report import require_matplotlib
+        require_matplotlib()  # fail now, not after the training
 
     train_x, train_y, val_x, val_y, test_x, test_y = load_data(args)
     nn.manual_seed(args.seed)
@@ -113,10 +117,12 @@ def cmd_train(args) -> int:
     print(f"model '{args.model}': {preset.description}")
     print(summary(model))
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
-    steps = args.epochs * math.ceil(len(train_x) / args.batch_size)
-    schedule = make_schedule(args.schedule, optimizer, steps, args.epochs)
+    steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
+    schedule = make_schedule(args.schedule, optimizer, args.epochs * steps_per_epoch,
+                             int(preset.warmup_epochs * steps_per_epoch))
     print(f"training {args.epochs} epochs on {len(train_x):,} images (validation {len(val_x):,}), "
-          f"{args.optimizer} lr={args.lr:g} batch={args.batch_size} schedule={args.schedule} seed={args.seed}")
+          f"{args.optimizer} lr={args.lr:g} batch={args.batch_size} schedule={args.schedule} seed={args.seed}"
+          + (f" augment={args.augment}" if args.augment not in (None, "none") else ""))
 
     bar = None
 
@@ -124,7 +130,7 @@ def cmd_train(args) -> int:
         nonlocal bar
         if bar is None:
             bar = tqdm(total=n, desc=f"epoch {trainer.epoch + 1}/{args.epochs}", leave=False,
-                       disable=args.quiet, unit="batch", file=sys.stderr)
+                       disable=True if args.quiet else None, unit="batch", file=sys.stderr)
         bar.update(1)
         if i % 20 == 0 or i == n:
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -139,7 +145,7 @@ def cmd_train(args) -> int:
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     trainer = Trainer(model, optimizer, loss_fn, batch_size=args.batch_size, seed=args.seed,
-                      schedule=schedule, on_batch=on_batch, on_epoch=on_epoch,
+                      schedule=schedule, augment=make_augment(args.augment), on_batch=on_batch, on_epoch=on_epoch,
                       checkpoint_dir=args.checkpoint_dir or args.resume, patience=args.patience)
     if args.resume:
         trainer.load_checkpoint(args.resume)
@@ -173,13 +179,16 @@ def cmd_train(args) -> int:
           f"{seconds / max(1, len(trainer.history)):.1f} s per epoch")
     print(f"model saved to {path}")
     print(f"test accuracy: {test_acc:.2%}")
+    if args.plots:
+        from .report import report_model_file
+        print(f"report written to {report_model_file(path, test=(test_x, test_y))}")
     return 0
 
 
 def _save(path, model, args, trainer, test_acc):
     info = {"preset": args.model, "seed": args.seed, "epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
             "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
-            "schedule": args.schedule, "test_accuracy": test_acc,
+            "schedule": args.schedule, "augment": args.augment or "none", "test_accuracy": test_acc,
             "history": [vars(r) for r in trainer.history], "input": {"shape": [1, 28, 28],
                                                                      "mean": 0.1307, "std": 0.3081}}
     return io.save_model(path, model, info)
@@ -215,8 +224,9 @@ def cmd_predict(args) -> int:
     for image in args.images:
         try:
             x = mnist.normalize(preprocess_file(image)[None])
-        except SifirError as e:
-            print(f"sifir: error: {e}", file=sys.stderr)
+        except SifirError as e:  # one line per bad picture, naming it; the others still get read
+            reason = str(e) if str(image) in str(e) else f"{image}: {e}"
+            print(f"sifir: error: {reason}", file=sys.stderr)
             failures += 1
             continue
         probs = nn.softmax(predict_logits(model, x).astype(np.float64))[0]
@@ -238,10 +248,74 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import report_model_file
+    print(f"report written to {report_model_file(args.model, args.out, args.data_dir)}")
+    return 0
+
+
 def cmd_download(args) -> int:
     from .data import mnist
     folder = mnist.download(args.data_dir)
     print(f"MNIST is ready in {folder or args.data_dir or mnist.default_data_dir()}")
+    return 0
+
+
+# -- serve ------------------------------------------------------------------------------------
+def listen_socket(host: str, port: int):
+    """A TCP socket bound to host:port (port 0: any free one), for the web server to listen on.
+
+    Bound here rather than in uvicorn, so a busy port is one clear line and --port 0 can be told.
+    """
+    import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio turns on TCP_NODELAY only for sockets that say they are TCP,
+    # and without it every answer waits ~40 ms for a delayed ACK (Nagle's algorithm)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise SifirError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
+                         "is another server there? choose another with --port") from None
+    return sock
+
+
+def cmd_serve(args) -> int:
+    model = Path(args.model) if args.model else last_model()
+    if model is None:
+        raise SifirError("no model to serve yet: train one with `sifir train --model seed` "
+                         "(about a minute), or name a model file: sifir serve MODEL.npz")
+    if not 0 <= args.port <= 65535:
+        raise SifirError(f"--port must be between 0 and 65535, got {args.port}")
+    try:  # the web part is an extra: the core CLI works without it
+        import uvicorn
+
+        from .web.server import create_app
+    except ImportError as e:
+        raise SifirError(f"the drawing page needs FastAPI and uvicorn ({e.name or e} is missing): "
+                         "pip install 'sifir[web]'") from None
+    try:  # one picture per request: extra BLAS threads would only spin, taking CPU from other requests
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    app = create_app(model)
+    sock = listen_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"sifir: serving {model} on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"sifir: note: listening on {args.host}, so other machines on the network can reach the page",
+              file=sys.stderr)
+    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, limit_concurrency=64,
+                            server_header=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl-C, then re-raises it
+        pass
+    print("sifir: server stopped", file=sys.stderr)
     return 0
 
 
@@ -266,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, help="weight decay (preset's default)")
     t.add_argument("--schedule", choices=list(optim.SCHEDULES), help="learning-rate schedule (preset's default)")
     t.add_argument("--label-smoothing", type=float, help="label smoothing ε (preset's default)")
+    t.add_argument("--augment", choices=list(AUGMENTS), help="data augmentation of training batches: "
+                   "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion) "
+                   "(preset's default)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
@@ -274,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-dir", help="write a checkpoint here after every epoch (and on Ctrl-C)")
     t.add_argument("--resume", metavar="DIR", help="continue from the checkpoint in DIR")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--plots", action="store_true", help="after training, write the report's pictures "
+                   "(needs matplotlib) into MODEL-report/ next to the model file")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test accuracy, per-digit accuracy and confusion matrix", formatter_class=fmt)
@@ -289,10 +368,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("explain", help="the tutorial's example and the seed network, step by step", formatter_class=fmt)
-    x.add_argument("--lang", default="en", help="language of the walk-through")
+    x.add_argument("--lang", default="en", choices=list(MESSAGES), help="language of the walk-through")
     x.add_argument("--lr", type=float, default=0.01, help="learning rate of the example's gradient step")
     x.add_argument("--data-dir", help=data_help)
     x.set_defaults(func=cmd_explain)
+
+    g = sub.add_parser("report", help="pictures of what a trained network learned, on one page", formatter_class=fmt,
+                       description="Learning curves, confusion matrix, mistakes, first-layer weights, activation and "
+                       "weight histograms as PNG files plus index.html (needs matplotlib).")
+    g.add_argument("model", help="a model file written by sifir train")
+    g.add_argument("--out", help="folder to write (default: MODEL-report/ next to the model file)")
+    g.add_argument("--data-dir", help=data_help)
+    g.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("serve", help="the drawing page: draw a digit and watch the network read it",
+                       formatter_class=fmt, description="Serve a web page to draw digits on (mouse, pen or "
+                       "finger) or upload pictures, showing the prediction, the 28×28 input and every hidden "
+                       "layer; plus a JSON API documented at /docs. Needs the web extra: pip install 'sifir[web]'.")
+    s.add_argument("model", nargs="?", help="a model file written by sifir train (default: the last one trained)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 opens it to the network)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("download", help="fetch and verify MNIST", formatter_class=fmt)
     d.add_argument("--data-dir", help=data_help)

@@ -23,6 +23,7 @@ class Preset:
     momentum: float = 0.0
     weight_decay: float = 0.0
     schedule: str = "constant"
+    warmup_epochs: float = 0.0     # linear warm-up before the cosine schedule
     label_smoothing: float = 0.0
     augment: str | None = None
     extra: dict = field(default_factory=dict)
@@ -39,6 +40,9 @@ def seed() -> nn.Sequential:
 
 
 def mlp() -> nn.Sequential:
+    """Two hidden layers of 800 with dropout. Trained with AdamW, a one-cycle schedule and
+    label smoothing, 10 epochs reach what 20 epochs of Adam with a cosine schedule did
+    (about 98.8 % on the test set; docs/performance.md)."""
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 800), nn.ReLU(), nn.Dropout(0.2),
@@ -47,11 +51,50 @@ def mlp() -> nn.Sequential:
     )
 
 
+def cnn() -> nn.Sequential:
+    """Two convolution stages and a small classifier. Each stage pools *before* BatchNorm and
+    ReLU (the usual order is conv → BN → ReLU → pool): max-pooling commutes with ReLU and with
+    any increasing per-channel affine map, so little changes but where BatchNorm takes its
+    statistics, while BatchNorm and ReLU touch a quarter of the numbers. In NumPy that matters:
+    element-wise passes over the 32×28×28 maps otherwise cost as much as the convolutions.
+    The convolutions have no bias: the BatchNorm after them subtracts each channel's mean, so a
+    bias would cancel out (BatchNorm's β plays its part)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),   # 32×14×14
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),  # 64×7×7
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(128, 10),
+    )
+
+
+def best() -> nn.Sequential:
+    """``cnn`` with a third convolution at 7×7 (cheap there: 49 positions per image) and
+    BatchNorm in the classifier too; trained longer, on affine + elastic augmentation, with
+    label smoothing."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),   # 32×14×14
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),  # 64×7×7
+        nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),                 # 128×7×7
+        nn.Flatten(),
+        nn.Linear(128 * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(128, 10),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "seed": Preset(seed, "the tutorial's network: 784 → 10 → 10, ReLU, plain SGD",
-                   optimizer="sgd", lr=0.1, batch_size=64, epochs=10),
-    "mlp": Preset(mlp, "784 → 800 → 800 → 10 with dropout, Adam, cosine schedule",
-                  optimizer="adam", lr=1e-3, batch_size=128, epochs=20, schedule="cosine"),
+                   optimizer="sgd", lr=0.1, batch_size=64, epochs=10, schedule="cosine"),
+    "mlp": Preset(mlp, "784 → 800 → 800 → 10 with dropout, AdamW, one-cycle, label smoothing",
+                  optimizer="adamw", lr=1e-3, batch_size=128, epochs=10, weight_decay=1e-4,
+                  schedule="onecycle", label_smoothing=0.1),
+    "cnn": Preset(cnn, "conv 32 → pool → BN → conv 64 → pool → BN → 128 → 10, AdamW, one-cycle, shifts",
+                  optimizer="adamw", lr=3e-3, batch_size=128, epochs=5, weight_decay=1e-4,
+                  schedule="onecycle", augment="shift"),
+    "best": Preset(best, "conv 32 → pool → conv 64 → pool → conv 128 → 128 → 10 with BN and dropout, AdamW, "
+                   "one-cycle, label smoothing, affine + elastic augmentation",
+                   optimizer="adamw", lr=3e-3, batch_size=128, epochs=20, weight_decay=1e-4,
+                   schedule="onecycle", label_smoothing=0.1, augment="elastic"),
 }
 
 

@@ -9,6 +9,25 @@ import math
 
 import numpy as np
 
+# Element-wise updates run over blocks of this many numbers: the few arrays of one block stay in
+# the CPU's L2 cache through all the passes of an update, instead of streaming from memory.
+BLOCK = 1 << 15
+
+
+def _blocks(*arrays):
+    """Matching flat slices of same-shaped arrays, BLOCK elements at a time; the last array is
+    a scratch buffer of at least min(size, BLOCK) elements. Arrays that are not contiguous
+    come back whole, with a scratch of their own shape."""
+    *arrays, scratch = arrays
+    if not all(a.flags.c_contiguous for a in arrays):
+        yield (*arrays, np.empty_like(arrays[0]))
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    size = flat[0].size
+    for start in range(0, size, BLOCK):
+        stop = min(start + BLOCK, size)
+        yield (*(a[start:stop] for a in flat), scratch[:stop - start])
+
 
 class Optimizer:
     def __init__(self, params, lr: float):
@@ -40,8 +59,12 @@ class Optimizer:
     def load_state_dict(self, state: dict) -> None:
         self.lr = float(state["lr"])
         self.step_count = int(state["step_count"])
+        own = self._buffers()
         for name, arrays in state["buffers"].items():
-            target = getattr(self, name)
+            if name not in own:
+                raise ValueError(f"optimizer state has a buffer '{name}' that {type(self).__name__} "
+                                 f"does not keep ({', '.join(own) or 'none'})")
+            target = own[name]
             if len(arrays) != len(target):
                 raise ValueError(f"optimizer state '{name}' has {len(arrays)} entries, expected {len(target)}")
             for i, a in enumerate(arrays):
@@ -85,51 +108,78 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015): m ← β1·m + (1−β1)g, v ← β2·v + (1−β2)g²,
     w ← w − lr·m̂/(√v̂ + ε) with bias corrections m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ).
-    ``weight_decay`` adds λw to g (L2, as torch.optim.Adam); AdamW decays w directly."""
+    ``weight_decay`` adds λw to g (L2, as torch.optim.Adam); AdamW decays w directly.
+
+    The state holds the moving averages without their constant factor, as exponential sums
+    M = m/(1−β1) = Σ β1^(t−i)·g_i and V = v/(1−β2) = Σ β2^(t−i)·g_i²: updating them takes
+    two and three passes over memory instead of three and four, and every constant folds into
+    one step size and one ε (``_step_constants``). ``exp_avg``/``exp_avg_sq`` give m and v.
+    """
 
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(params, lr)
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Adam's betas must be in [0, 1), got {tuple(betas)}")
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
-        self.exp_avg = [np.zeros_like(p.data) for p in self.params]
-        self.exp_avg_sq = [np.zeros_like(p.data) for p in self.params]
-        self._scratch = [np.empty_like(p.data) for p in self.params]
+        self.exp_sum = [np.zeros_like(p.data) for p in self.params]
+        self.exp_sum_sq = [np.zeros_like(p.data) for p in self.params]
+        self._scratch = [np.empty(min(p.data.size, BLOCK), p.data.dtype) for p in self.params]
 
     def step(self):
-        t = self.step_count + 1
-        # Fold both bias corrections into one step size and one ε (as PyTorch does):
-        # lr·m̂/(√v̂+ε) = (lr/c1)·m / (√v/√c2 + ε)
-        self._step_size = self.lr / (1 - self.beta1 ** t)
-        self._sqrt_c2 = math.sqrt(1 - self.beta2 ** t)
+        self._step_size, self._eps = self._step_constants(self.step_count + 1)
         super().step()
 
+    def _step_constants(self, t: int) -> tuple[float, float]:
+        """lr·m̂/(√v̂ + ε) = s·M/(√V + ε'): with m̂ = (1−β1)·M/(1−β1ᵗ) and √v̂ = k·√V,
+        k = √((1−β2)/(1−β2ᵗ)), it follows that s = lr·(1−β1)/((1−β1ᵗ)·k) and ε' = ε/k."""
+        k = math.sqrt((1 - self.beta2) / (1 - self.beta2 ** t))
+        return self.lr * (1 - self.beta1) / ((1 - self.beta1 ** t) * k), self.eps / k
+
     def _update(self, i, p):
-        g, m, v, tmp = p.grad, self.exp_avg[i], self.exp_avg_sq[i], self._scratch[i]
-        dt = p.data.dtype.type
-        if self.weight_decay:
-            if self.decoupled:
-                p.data *= dt(1 - self.lr * self.weight_decay)
-            else:
-                g = g + dt(self.weight_decay) * p.data
-        m *= dt(self.beta1)                                 # m ← β1·m + (1−β1)·g
-        np.multiply(g, dt(1 - self.beta1), out=tmp)
-        m += tmp
-        v *= dt(self.beta2)                                 # v ← β2·v + (1−β2)·g²
-        np.multiply(g, g, out=tmp)
-        tmp *= dt(1 - self.beta2)
-        v += tmp
-        np.sqrt(v, out=tmp)                                 # tmp ← √v/√c2 + ε
-        tmp *= dt(1 / self._sqrt_c2)
-        tmp += dt(self.eps)
-        np.divide(m, tmp, out=tmp)                          # w ← w − (lr/c1)·m/tmp
-        tmp *= dt(self._step_size)
-        p.data -= tmp
+        g, dt = p.grad, p.data.dtype.type
+        if self.weight_decay and not self.decoupled:
+            g = g + dt(self.weight_decay) * p.data          # L2: g ← g + λw
+        b1, b2, step, eps = dt(self.beta1), dt(self.beta2), dt(self._step_size), dt(self._eps)
+        decay = dt(1 - self.lr * self.weight_decay) if self.decoupled and self.weight_decay else None
+        m_all, v_all = self.exp_sum[i], self.exp_sum_sq[i]
+        for w, gb, m, v, tmp in _blocks(p.data, g, m_all, v_all, self._scratch[i]):
+            if decay is not None:
+                w *= decay                                  # AdamW: w ← w·(1 − lr·λ)
+            m *= b1                                         # M ← β1·M + g
+            m += gb
+            np.multiply(gb, gb, out=tmp)                    # V ← β2·V + g²
+            v *= b2
+            v += tmp
+            np.sqrt(v, out=tmp)                             # w ← w − s·M/(√V + ε')
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step
+            w -= tmp
+
+    @property
+    def exp_avg(self) -> list[np.ndarray]:
+        """m, the first moment as PyTorch keeps it: (1−β1)·M."""
+        return [m * m.dtype.type(1 - self.beta1) for m in self.exp_sum]
+
+    @property
+    def exp_avg_sq(self) -> list[np.ndarray]:
+        """v, the second moment as PyTorch keeps it: (1−β2)·V."""
+        return [v * v.dtype.type(1 - self.beta2) for v in self.exp_sum_sq]
 
     def _buffers(self):
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+        return {"exp_sum": self.exp_sum, "exp_sum_sq": self.exp_sum_sq}
+
+    def load_state_dict(self, state: dict) -> None:
+        # A state holding PyTorch's m and v (exp_avg, exp_avg_sq) is converted to the sums.
+        buffers = dict(state["buffers"])
+        for avg, total, beta in (("exp_avg", "exp_sum", self.beta1), ("exp_avg_sq", "exp_sum_sq", self.beta2)):
+            if avg in buffers:
+                buffers[total] = [None if a is None else np.asarray(a) / (1 - beta) for a in buffers.pop(avg)]
+        super().load_state_dict({**state, "buffers": buffers})
 
 
 class AdamW(Adam):

@@ -131,6 +131,7 @@ class Trainer:
         self.model.train()
         params = self.model.parameters()  # walked once per epoch, not once per batch
         last_good = sums[0] / sums[2] if sums[2] else None
+        loss_sum, correct, seen = (float(v) for v in sums)  # plain floats: cheaper per batch
         for b in range(first, n_batches):
             idx = order[b * bs:(b + 1) * bs]
             xb, yb = x[idx], y[idx]
@@ -144,7 +145,9 @@ class Trainer:
                     + (f" (last good batch loss {last_good:.4f})" if last_good is not None else "")
                     + f"; the learning rate {self.optimizer.lr:g} is probably too large: try a "
                     f"smaller one, e.g. --lr {self.optimizer.lr / 10:g}")
-            sums += (loss * len(yb), np.sum(logits.argmax(axis=1) == yb), len(yb))
+            loss_sum += loss * len(yb)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            seen += len(yb)
             last_good = loss
             for p in params:  # model.zero_grad()
                 p.grad = None
@@ -155,6 +158,7 @@ class Trainer:
             if self.on_batch:
                 self.on_batch(b + 1, n_batches, loss)
             if self._stop_requested:
+                sums = np.array([loss_sum, correct, seen])
                 self._position = (epoch_rng_state, b + 1, sums, self.rng.bit_generator.state)
                 if self.checkpoint_dir:
                     path = self.save_checkpoint()
@@ -164,7 +168,7 @@ class Trainer:
         val_loss = val_acc = None
         if val_x is not None:
             val_loss, val_acc = evaluate(self.model, val_x, val_y)
-        return EpochResult(self.epoch + 1, sums[0] / sums[2], sums[1] / sums[2], val_loss, val_acc,
+        return EpochResult(self.epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                            self.optimizer.lr, time.perf_counter() - start)
 
     def _track_best(self, result: EpochResult) -> bool:

@@ -5,6 +5,8 @@ Names, shapes and semantics follow torch.nn, so code and results can be compared
 from .functional import log_softmax, one_hot, softmax
 from .init import manual_seed
 from .layers import (Dropout, Flatten, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh)
+from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .norm import BatchNorm1d, BatchNorm2d
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Parameter, Sequential
 
@@ -12,6 +14,7 @@ from .module import Module, Parameter, Sequential
 # model file can describe an architecture but never run code.
 LAYERS = {cls.__name__: cls for cls in (
     Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Flatten, Identity, Dropout, Softmax,
+    Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d,
 )}
 
 
@@ -25,4 +28,5 @@ __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
     "Flatten", "Identity", "Dropout", "Softmax", "CrossEntropyLoss", "MSELoss", "LAYERS",
     "register", "softmax", "log_softmax", "one_hot", "manual_seed",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d",
 ]

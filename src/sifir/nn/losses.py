@@ -2,9 +2,10 @@
 the gradient that starts the backward chain through the model."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .functional import log_softmax
 from .module import Module
 
 
@@ -27,13 +28,23 @@ class CrossEntropyLoss(Module):
         if logits.ndim != 2 or target.shape != (logits.shape[0],):
             raise ValueError(f"expected logits (N, C) and labels (N,), got {logits.shape} and {target.shape}")
         n, c = logits.shape
-        logp = log_softmax(logits)
+        if n and (target.dtype.kind not in "iu" or target.min() < 0 or target.max() >= c):
+            raise ValueError(f"labels must be integers in 0..{c - 1}, got {target.dtype} "
+                             f"{target.min()}..{target.max()}")
+        # log p = s − log Σ exp(s), with s = z − max(z): shifting by the row's largest logit keeps
+        # exp() ≤ 1. The exponentials are kept: normalised in place, they are p for backward.
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        log_total = np.log(total)[:, 0]
         rows = np.arange(n)
-        eps = self.label_smoothing
-        nll = -logp[rows, target]
-        loss = nll if eps == 0 else (1 - eps) * nll - eps * logp.mean(axis=1)
-        self.probs, self.target = np.exp(logp), target
-        return float(loss.mean())
+        nll = log_total - shifted[rows, target]                     # −log p_target
+        if self.label_smoothing:  # −Σ_c q_c log p_c, q = (1−ε)·onehot + ε/C
+            eps = self.label_smoothing
+            nll = (1 - eps) * nll + eps * (log_total - shifted.mean(axis=1))
+        exp /= total
+        self.probs, self.target = exp, target
+        return float(nll.sum()) / n if n else math.nan  # (for one batch, np.mean costs more than the sum)
 
     def __call__(self, logits, target):
         return self.forward(logits, target)

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Two versions of sifir on the same MLP rows, epochs interleaved: did a change make it faster?
+
+The other version is a copy of a ``sifir`` package folder (for example this repository's
+files as of an earlier commit). It is imported under the name ``sifir_before``; its training
+core (nn, optim, train) must use relative imports, as sifir's does.
+
+    mkdir -p /tmp/before && cp -r src/sifir /tmp/before/
+    git show REV:src/sifir/optim.py > /tmp/before/sifir/optim.py      # … the files to compare
+    python benchmarks/before_after.py /tmp/before/sifir --threads 1 --epochs 4
+
+Prints seconds per epoch (median) for both, their ratio, and the last epoch's training loss.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROWS = {  # (hidden sizes, optimizer, learning rate, batch size, final ReLU)
+    "seed": ((10,), "sgd", 0.1, 64, True),
+    "mlp128": ((128,), "adam", 1e-3, 128, False),
+    "mlp800": ((800,), "adam", 1e-3, 128, False),
+}
+
+
+def make_trainer(pkg, row: str, seed: int):
+    hidden, opt_name, lr, batch, final_relu = ROWS[row]
+    nn, optim, train = pkg.nn, pkg.optim, pkg.train
+    nn.manual_seed(seed)
+    layers, width = [nn.Flatten()], 784
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, 10))
+    if final_relu:  # the seed network ends in ReLU, as the tutorial's does
+        layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = {"sgd": optim.SGD, "adam": optim.Adam}[opt_name](model.parameters(), lr=lr)
+    return train.Trainer(model, opt, batch_size=batch, seed=seed, keep_best=False)
+
+
+def import_copy(folder: Path, name: str):
+    """Import the package in ``folder`` under another name (from a temporary copy)."""
+    tmp = Path(tempfile.mkdtemp(prefix="sifir-before-"))
+    shutil.copytree(folder, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(tmp))
+    pkg = importlib.import_module(name)
+    for sub in ("nn", "optim", "train"):
+        importlib.import_module(f"{name}.{sub}")
+    return pkg
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("before", type=Path, help="folder of the other sifir package (the one holding __init__.py)")
+    p.add_argument("--rows", default="seed,mlp128,mlp800", help=f"comma-separated, from {', '.join(ROWS)}")
+    p.add_argument("--epochs", type=int, default=4, help="timed epochs per version, after one untimed epoch")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (needs threadpoolctl)")
+    p.add_argument("--data-dir", default=None, help="folder with the four MNIST files")
+    args = p.parse_args(argv)
+    if not (args.before / "__init__.py").is_file():
+        p.error(f"{args.before} is not a package folder (no __init__.py)")
+
+    from threadpoolctl import threadpool_limits
+
+    import sifir
+    import sifir.train
+    from sifir.data import mnist
+
+    before = import_copy(args.before, "sifir_before")
+    data = mnist.load_mnist(args.data_dir, log=lambda *a: print(*a, file=sys.stderr))
+    x = mnist.normalize(data["train_images"][:55_000])
+    y = data["train_labels"][:55_000].astype(np.int64)
+    with threadpool_limits(limits=args.threads):
+        for row in args.rows.split(","):
+            trainers = {"before": make_trainer(before, row, 0), "after": make_trainer(sifir, row, 0)}
+            times = {k: [] for k in trainers}
+            for e in range(args.epochs + 1):  # epoch 0 is untimed
+                for name in (list(trainers) if e % 2 else list(trainers)[::-1]):
+                    t = time.perf_counter()
+                    trainers[name].fit(x, y, epochs=e + 1)
+                    if e:
+                        times[name].append(time.perf_counter() - t)
+            b, a = (statistics.median(times[k]) for k in ("before", "after"))
+            losses = {k: trainers[k].history[-1].train_loss for k in trainers}
+            print(f"{row:<7} threads {args.threads}: before {b:.2f} s/epoch, after {a:.2f} s/epoch, "
+                  f"after/before {a / b:.2f}  (epochs before {[round(t, 2) for t in times['before']]}, "
+                  f"after {[round(t, 2) for t in times['after']]}; last loss {losses['before']:.4f} / "
+                  f"{losses['after']:.4f})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Batch normalisation (Ioffe & Szegedy 2015), as torch.nn.BatchNorm1d / BatchNorm2d.
+
+In training, each feature (channel) is standardised with the mean and variance of the batch,
+then scaled and shifted by learnable γ (weight) and β (bias):
+
+    x̂ = (x − μ_B) / √(σ²_B + ε),   y = γ·x̂ + β
+
+and running averages of μ_B and of the unbiased σ²_B are kept (``momentum`` is the weight of
+the new batch, as in PyTorch). In evaluation, the running statistics replace the batch ones,
+so a prediction does not depend on the other images in the batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .functional import ShapeError
+from .module import Module, Parameter
+
+
+class _BatchNorm(Module):
+    _buffers = ("running_mean", "running_var")
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype=np.float32):
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ShapeError(f"num_features must be a positive integer, got {num_features!r}")
+        if not eps >= 0 or not 0 <= momentum <= 1:
+            raise ShapeError(f"need eps ≥ 0 and momentum in [0, 1], got eps={eps}, momentum={momentum}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.weight = Parameter(np.ones(self.num_features, dtype))    # γ
+        self.bias = Parameter(np.zeros(self.num_features, dtype))     # β
+        self.running_mean = np.zeros(self.num_features, dtype)
+        self.running_var = np.ones(self.num_features, dtype)
+
+    # Subclasses view their input as rows of features, (M, C), and back.
+    def _rows(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _unrows(self, y, shape):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x):
+        rows = self._rows(x)
+        self.shape = x.shape
+        dt = rows.dtype.type
+        self.batch_stats = self.training  # backward must use the statistics forward used
+        if self.batch_stats:
+            m = len(rows)
+            if m < 2:
+                raise ShapeError(f"{type(self).__name__} needs more than one value per feature in training, "
+                                 f"got input of shape {x.shape}")
+            self.x = None
+            self.mean = rows.mean(axis=0)
+            self.centred = rows - self.mean                                   # x − μ
+            var = np.einsum("ij,ij->j", self.centred, self.centred) / dt(m)  # biased: what normalises
+            self.inv_std = dt(1) / np.sqrt(var + dt(self.eps))                # 1/σ
+            self._update_running(self.mean, var * dt(m / (m - 1)))            # unbiased, as PyTorch
+            y = self.centred * (self.weight.data * self.inv_std)              # γ·x̂ = (γ/σ)·(x − μ)
+            y += self.bias.data
+        else:
+            self.mean = self.running_mean.astype(rows.dtype)
+            self.inv_std = dt(1) / np.sqrt(self.running_var.astype(rows.dtype) + dt(self.eps))
+            self.x, self.centred = rows, None                                 # x − μ only if backward asks
+            scale = self.weight.data * self.inv_std
+            y = rows * scale                                                  # γ·x̂ + β = (γ/σ)·x + (β − μ·γ/σ)
+            y += self.bias.data - self.mean * scale
+        return self._unrows(y, x.shape)
+
+    def backward(self, grad_out, need_input_grad=True):
+        # dL/dγ = Σ g·x̂,  dL/dβ = Σ g;  in training μ and σ depend on x too, which gives
+        # dL/dx = (1/M)·γ/σ·(M·g − Σg − x̂·Σ(g·x̂));  in evaluation simply dL/dx = γ/σ·g.
+        g = self._rows(grad_out)
+        centred = self.centred if self.centred is not None else self.x - self.mean
+        sum_g = g.sum(axis=0)
+        sum_g_centred = np.einsum("ij,ij->j", g, centred)                  # Σ g·x̂ = (1/σ)·Σ g·(x − μ)
+        self.weight.accumulate(sum_g_centred * self.inv_std)
+        self.bias.accumulate(sum_g)
+        if not need_input_grad:
+            return None
+        scale = self.weight.data * self.inv_std                               # γ/σ
+        if not self.batch_stats:
+            return self._unrows(g * scale, self.shape)
+        # the formula above with x̂ = (x − μ)/σ, as one per-feature affine map of g and x − μ
+        m = g.dtype.type(len(g))
+        dx = g * scale
+        dx -= centred * (scale * self.inv_std * self.inv_std * sum_g_centred / m)
+        dx -= scale * sum_g / m
+        return self._unrows(dx, self.shape)
+
+    def _update_running(self, mean, var):
+        # running ← (1 − momentum)·running + momentum·batch, in place (keeps dtype and identity)
+        for running, batch in ((self.running_mean, mean), (self.running_var, var)):
+            running *= 1 - self.momentum
+            running += (self.momentum * batch).astype(running.dtype)
+
+    def config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+
+class BatchNorm1d(_BatchNorm):
+    """Normalises each of C features of an (N, C) input over the batch."""
+
+    def _rows(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.num_features:
+            raise ShapeError(f"BatchNorm1d({self.num_features}) expects input (N, {self.num_features}), "
+                             f"got shape {np.shape(x)}")
+        return x
+
+    def _unrows(self, y, shape):
+        return y
+
+
+class BatchNorm2d(_BatchNorm):
+    """Normalises each of C channels of an (N, C, H, W) input over the batch and all pixels
+    (M = N·H·W values per channel), as after a convolution."""
+
+    def _rows(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ShapeError(f"BatchNorm2d({self.num_features}) expects images (N, {self.num_features}, H, W), "
+                             f"got shape {np.shape(x)}")
+        return F.channels_last(x).reshape(-1, self.num_features)   # free for channels-last memory
+
+    def _unrows(self, y, shape):
+        n, c, h, w = shape
+        return y.reshape(n, h, w, c).transpose(0, 3, 1, 2)
