@@ -31,3 +31,13 @@ def test_same_seed_gives_the_same_weights_bit_for_bit(tmp_path, mnist_dir):
     (acc_a, a), (acc_b, b) = runs
     assert acc_a == acc_b and a.keys() == b.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_mlp_reaches_97_5_percent_in_two_epochs(tmp_path, mnist_dir):
+    # One BLAS thread: on a shared 2-core machine OpenBLAS's second thread mostly waits.
+    result = sifir("train", "--model", "mlp", "--epochs", "2", "--out", tmp_path / "mlp.npz",
+                   "--data-dir", mnist_dir, "--quiet",
+                   env={"SIFIR_STATE_DIR": str(tmp_path), "OPENBLAS_NUM_THREADS": "1"})
+    assert final_accuracy(result) >= 97.5
+    _, info = io.load_model(tmp_path / "mlp.npz")
+    assert info["preset"] == "mlp" and info["optimizer"] == "adamw"
