@@ -158,6 +158,37 @@ def test_conv_eval_in_slices_matches_training_forward(monkeypatch):
     np.testing.assert_allclose(layer.weight.grad, dw_eval, rtol=1e-6)
 
 
+@pytest.mark.parametrize("cin,cout,kernel,stride,padding,shape", CONV_CASES)
+@pytest.mark.parametrize("per_image_weight_gradient", [True, False])
+def test_conv_in_slices_and_both_weight_gradient_paths(monkeypatch, cin, cout, kernel, stride, padding, shape,
+                                                     per_image_weight_gradient):
+    # The speed paths: one-channel patch matrices and input gradients built a few images at a
+    # time (here one image per slice), weight gradients image by image or as one product.
+    monkeypatch.setattr(conv_module, "CACHE_CHUNK", 1)
+    monkeypatch.setattr(conv_module, "COL2IM_CHUNK", 1)
+    monkeypatch.setattr(conv_module, "SMALL_WEIGHT_GRADIENT", 10 ** 9 if per_image_weight_gradient else 0)
+    layer = nn.Conv2d(cin, cout, kernel, stride, padding, rng=np.random.default_rng(1))
+    x = rand(*shape).astype(np.float32)
+    expected = conv_reference(x.astype(np.float64), layer.weight.data.astype(np.float64), layer.bias.data,
+                              F.pair(stride), F.pair(padding))
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+    layer.eval()
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+    layer.train()
+    errors = gradcheck(layer, rand(*shape, seed=2), eps=1e-2)
+    assert max(errors.values()) < TOL, errors
+
+
+def test_one_channel_conv_keeps_the_transposed_patch_matrix():
+    # A one-channel layer keeps cols as a view of colsᵀ (one row per kernel offset): the same
+    # numbers as im2col's patch matrix.
+    layer = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+    x = rand(3, 1, 7, 6).astype(np.float32)
+    layer(x)
+    np.testing.assert_array_equal(layer.cols, F.im2col(x, 3, 2, 1))
+    assert layer.cols.T.flags.c_contiguous
+
+
 def test_conv_skips_input_gradient_when_not_needed():
     layer = nn.Conv2d(1, 2, 3)
     y = layer(rand(2, 1, 5, 5).astype(np.float32))

@@ -17,6 +17,15 @@ from .module import Module, Parameter
 # Inference builds the patch matrix a slice of the batch at a time, at most this many numbers
 # (64 MB in float32), so evaluating thousands of images does not need gigabytes.
 EVAL_CHUNK = 1 << 24
+# A one-channel convolution builds its patch matrix in slices of about this many numbers
+# (512 KB in float32), each small enough to stay in the cache until it is multiplied.
+CACHE_CHUNK = 1 << 17
+# The input gradient is computed in slices of the batch of about this many patch-matrix
+# numbers (2 MB): measured fastest for LeNet-5's and the cnn preset's layers.
+COL2IM_CHUNK = 1 << 19
+# Weight gradients with at most this many numbers are summed image by image (see
+# Conv2d._weight_gradient): LeNet-5's 6×1×5×5 and 16×6×5×5, the cnn preset's 32×1×3×3.
+SMALL_WEIGHT_GRADIENT = 4096
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> tuple[int, int]:
@@ -78,18 +87,39 @@ class Conv2d(Module):
                              f"{self.kernel_size[0]}×{self.kernel_size[1]} (padding {self.padding})")
         wmat_t = self._weight_matrix().T
         self.x = x
-        if self.training:  # keep the patch matrix for dL/dW
+        y = np.empty((n * ho * wo, self.out_channels), np.result_type(x.dtype, wmat_t.dtype))
+        if self.in_channels == 1:
+            self.cols = self._single_channel_product(x, wmat_t, y)
+        elif self.training:  # keep the patch matrix for dL/dW
             self.cols = self._im2col(x)
-            y = self.cols @ wmat_t                               # the one GEMM: (N·Ho·Wo, out)
-        else:              # inference: nothing to keep, so bound memory by slicing the batch
+            np.matmul(self.cols, wmat_t, out=y)                 # the one GEMM: (N·Ho·Wo, out)
+        else:                # inference: nothing to keep, so bound memory by slicing the batch
             self.cols = None
-            y = np.empty((n * ho * wo, self.out_channels), np.result_type(x.dtype, wmat_t.dtype))
             step = max(1, EVAL_CHUNK // (ho * wo * wmat_t.shape[0]))
             for s in range(0, n, step):
                 np.matmul(self._im2col(x[s:s + step]), wmat_t, out=y[s * ho * wo:(s + step) * ho * wo])
         if self.bias is not None:
-            y += self.bias.data
+            _add_per_channel(y, self.bias.data, wo)
         return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
+
+    def _single_channel_product(self, x, wmat_t, y):
+        """y = cols·W_matᵀ for a one-channel input (the first layer of an MNIST network).
+
+        With one channel, a row of the patch matrix is copied from the image in runs of kw
+        numbers, which makes the copy slow; its transpose colsᵀ, one row per kernel offset
+        (i, j), is copied in runs of Wo. It is built a slice of the batch at a time, and each
+        slice is multiplied while it is still in the cache. Returns cols (a transposed view of
+        colsᵀ) in training, for dL/dW; in inference one slice-sized buffer is reused."""
+        windows = F.patch_windows(x, self.kernel_size, self.stride, self.padding)[..., 0]
+        n, ho, wo, kh, kw = windows.shape
+        step = max(1, CACHE_CHUNK // (ho * wo * kh * kw))
+        cols_t = np.empty((kh, kw, n if self.training else min(n, step), ho, wo), x.dtype)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            part = cols_t[:, :, s:e] if self.training else cols_t[:, :, :e - s]
+            np.copyto(part, windows[s:e].transpose(3, 4, 0, 1, 2))   # (kh, kw, images, Ho, Wo)
+            np.matmul(part.reshape(kh * kw, -1).T, wmat_t, out=y[s * ho * wo:e * ho * wo])
+        return cols_t.reshape(kh * kw, -1).T if self.training else None
 
     def backward(self, grad_out, need_input_grad=True):
         # y = cols·Wᵀ + b  ⇒  dL/dW = gᵀ·cols,  dL/db = Σ g,  dL/dcols = g·W,  dL/dx = col2im(dL/dcols)
@@ -99,21 +129,48 @@ class Conv2d(Module):
         (kh, kw), c = self.kernel_size, self.in_channels
         self.weight.accumulate(self._weight_gradient(cols, g))
         if self.bias is not None:
-            self.bias.accumulate(g.sum(axis=0))
+            self.bias.accumulate(_sum_per_channel(g, grad_out.shape[3]))
         if not need_input_grad:
             return None
         # dL/dcols = g·W, computed block by block: one (N·Ho·Wo, out)·(out, in) product per
-        # kernel offset (one matmul call), so that col2im adds contiguous blocks
+        # kernel offset (one matmul call), so that col2im adds contiguous blocks. A slice of
+        # the batch at a time: the blocks of a slice are still in the cache when col2im adds them.
         blocks = self.weight.data.transpose(2, 3, 0, 1).reshape(kh * kw, self.out_channels, c)
-        return F.col2im(np.matmul(g, blocks), self.x.shape, self.kernel_size, self.stride, self.padding)
+        n, _, h, w = self.x.shape
+        (ph, pw), positions = self.padding, len(g) // n
+        grad = np.zeros((n, h + 2 * ph, w + 2 * pw, c), np.result_type(g.dtype, blocks.dtype))
+        step = max(1, COL2IM_CHUNK // (positions * kh * kw * c))
+        for s in range(0, n, step):
+            rows = g[s * positions:(s + step) * positions]
+            if c == 1:   # then the blocks are the rows of one product (kh·kw, out)·(out, rows)
+                patches = (blocks[:, :, 0] @ rows.T)[:, :, None]
+            else:
+                patches = np.matmul(rows, blocks)
+            F.col2im_add(grad[s:s + step], patches, self.kernel_size, self.stride)
+        return grad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
 
     def _weight_gradient(self, cols, g):
-        """dL/dW = gᵀ·cols, reshaped to (out, in, kh, kw). The product sums over the long
-        N·Ho·Wo axis; multi-threaded OpenBLAS can be ten or more times slower on such a product
-        when the left factor has the smaller number of rows (measured: 1.8 s instead of 16 ms
-        for a 9×32 result), so the longer side of the small result goes first: (colsᵀ·g)ᵀ."""
+        """dL/dW = gᵀ·cols, reshaped to (out, in, kh, kw).
+
+        The product sums over the long N·Ho·Wo axis into a small result. When the result is
+        tiny (LeNet-5's layers, any one-channel layer), OpenBLAS is slow at it: the whole
+        of both factors streams through its packing buffers for a few hundred numbers of
+        output. One product per image instead (a stack of small products in one matmul
+        call, each image's rows still in the cache), then the sum over images, is about twice
+        as fast. For the large results of wide layers one big product is faster. In it, the
+        longer side of the small result goes first, (colsᵀ·g)ᵀ: multi-threaded OpenBLAS can
+        be ten or more times slower otherwise (measured: 1.8 s instead of 16 ms for 9×32)."""
         (kh, kw), c, out = self.kernel_size, self.in_channels, self.out_channels
-        if cols.shape[1] >= out:
+        k, n = kh * kw * c, len(self.x)
+        if k * out <= SMALL_WEIGHT_GRADIENT:
+            # (N, k, positions)·(N, positions, out) → (N, k, out), summed over the images
+            if cols.flags.c_contiguous:
+                per_image = cols.reshape(n, -1, k)
+            else:  # the transposed view that a one-channel forward keeps
+                per_image = cols.T.reshape(k, n, -1).transpose(1, 2, 0)
+            dw = np.matmul(per_image.transpose(0, 2, 1), g.reshape(n, -1, out)).sum(axis=0)
+            dw = dw.reshape(kh, kw, c, out).transpose(3, 2, 0, 1)
+        elif cols.shape[1] >= out:
             dw = (cols.T @ g).reshape(kh, kw, c, out).transpose(3, 2, 0, 1)
         else:
             dw = (g.T @ cols).reshape(out, kh, kw, c).transpose(0, 3, 1, 2)
@@ -123,6 +180,21 @@ class Conv2d(Module):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": _plain(self.kernel_size), "stride": _plain(self.stride),
                 "padding": _plain(self.padding), "bias": self.bias is not None}
+
+
+def _add_per_channel(y: np.ndarray, values: np.ndarray, wo: int) -> None:
+    """y += values for y of shape (N·Ho·Wo, C), in place. Broadcasting over rows of C numbers
+    runs one short inner loop per row, slow when C is small (6 channels: 5× slower); y seen as
+    rows of Wo·C numbers with the values repeated Wo times is the same sum in longer runs."""
+    rows = y.reshape(-1, wo * len(values))
+    rows += np.tile(values, wo)
+
+
+def _sum_per_channel(g: np.ndarray, wo: int) -> np.ndarray:
+    """Σ over the rows of g (N·Ho·Wo, C): rows of Wo·C numbers first (long runs, as in
+    ``_add_per_channel``), then the Wo partial sums."""
+    c = g.shape[1]
+    return g.reshape(-1, wo * c).sum(axis=0).reshape(wo, c).sum(axis=0)
 
 
 class _Pool2d(Module):

@@ -61,6 +61,22 @@ def offset_slice(i: int, j: int, out_h: int, out_w: int, stride) -> tuple:
     return (slice(None), slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
 
 
+def patch_windows(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
+    """Every kh×kw patch a kernel visits in ``x`` (N, C, H, W), as a strided *view* of the
+    (zero-padded) channels-last input, shape (N, Ho, Wo, kh, kw, C): no copy but the padding."""
+    n, c, h, w = x.shape
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
+    xl = channels_last(x)
+    if ph or pw:
+        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
+        padded[:, ph:ph + h, pw:pw + w] = xl
+        xl = padded
+    windows = np.lib.stride_tricks.sliding_window_view(xl, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return windows.transpose(0, 1, 2, 4, 5, 3)           # (N, Ho, Wo, C, kh, kw) → (…, kh, kw, C)
+
+
 def im2col(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
     """Patch matrix of ``x`` (N, C, H, W): one row per output position (n, ho, wo), one column
     per kernel entry (i, j, c), so a convolution is one matrix product cols · W_matᵀ.
@@ -68,19 +84,10 @@ def im2col(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
     The windows are a strided view of the (zero-padded) input; the only copy is the final
     one into the contiguous (N·Ho·Wo, kh·kw·C) matrix.
     """
-    n, c, h, w = x.shape
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
-    ho, wo = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    xl = channels_last(x)
-    if ph or pw:
-        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
-        padded[:, ph:ph + h, pw:pw + w] = xl
-        xl = padded
-    windows = np.lib.stride_tricks.sliding_window_view(xl, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
-    cols = np.empty((n, ho, wo, kh, kw, c), x.dtype)
-    np.copyto(cols, windows.transpose(0, 1, 2, 4, 5, 3))  # (N, Ho, Wo, C, kh, kw) → (…, kh, kw, C)
+    windows = patch_windows(x, kernel_size, stride, padding)
+    n, ho, wo, kh, kw, c = windows.shape
+    cols = np.empty(windows.shape, x.dtype)
+    np.copyto(cols, windows)
     return cols.reshape(n * ho * wo, kh * kw * c)
 
 
@@ -89,19 +96,27 @@ def col2im(patches: np.ndarray, input_shape, kernel_size, stride=1, padding=0) -
     was copied from. ``patches`` holds the patch matrix's column blocks one kernel offset at a
     time, shape (kh·kw, N·Ho·Wo, C): block i·kw + j is columns (i, j, ·) of the matrix.
     Returns an (N, C, H, W) view of a channels-last array.
+    """
+    n, c, h, w = input_shape
+    ph, pw = pair(padding, "padding")
+    grad = np.zeros((n, h + 2 * ph, w + 2 * pw, c), patches.dtype)
+    col2im_add(grad, patches, kernel_size, stride)
+    return grad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+
+
+def col2im_add(padded: np.ndarray, patches: np.ndarray, kernel_size, stride=1) -> None:
+    """``col2im`` into an existing zero-padded channels-last array (N, H + 2·ph, W + 2·pw, C),
+    in place, so that a batch can be done a slice of images at a time.
 
     Instead of a scatter (np.add.at, slow), loop over the kh·kw kernel offsets: offset (i, j)
     touches a strided slice of the input, and adding a whole contiguous block onto that slice
     is one fast op.
     """
-    n, c, h, w = input_shape
+    n, hp, wp, c = padded.shape
     kh, kw = pair(kernel_size)
     sh, sw = pair(stride, "stride")
-    ph, pw = pair(padding, "padding")
-    ho, wo = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    ho, wo = conv_output_size(hp, kh, sh), conv_output_size(wp, kw, sw)
     blocks = patches.reshape(kh, kw, n, ho, wo, c)
-    grad = np.zeros((n, h + 2 * ph, w + 2 * pw, c), patches.dtype)
     for i in range(kh):
         for j in range(kw):
-            grad[offset_slice(i, j, ho, wo, (sh, sw))] += blocks[i, j]
-    return grad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+            padded[offset_slice(i, j, ho, wo, (sh, sw))] += blocks[i, j]
