@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Two versions of sifir on the same MLP rows, epochs interleaved: did a change make it faster?
+"""Two versions of sifir on the same rows, epochs interleaved: did a change make it faster?
 
 The other version is a copy of a ``sifir`` package folder (for example this repository's
 files as of an earlier commit). It is imported under the name ``sifir_before``; its training
@@ -24,17 +24,41 @@ from pathlib import Path
 
 import numpy as np
 
-ROWS = {  # (hidden sizes, optimizer, learning rate, batch size, final ReLU)
+MLP_ROWS = {  # (hidden sizes, optimizer, learning rate, batch size, final ReLU)
     "seed": ((10,), "sgd", 0.1, 64, True),
     "mlp128": ((128,), "adam", 1e-3, 128, False),
     "mlp800": ((800,), "adam", 1e-3, 128, False),
 }
 
 
+def lenet5(nn):
+    """As in bench.py: LeNet-5 with ReLU and max-pooling."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def cnn(nn):
+    """The cnn preset's layers (sifir.models.cnn), written out so that both versions build them."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
+
+
+CNN_ROWS = {"lenet5": lenet5, "cnn": cnn}  # Adam lr 1e-3, batch 128
+ROWS = [*MLP_ROWS, *CNN_ROWS]
+
+
 def make_trainer(pkg, row: str, seed: int):
-    hidden, opt_name, lr, batch, final_relu = ROWS[row]
     nn, optim, train = pkg.nn, pkg.optim, pkg.train
     nn.manual_seed(seed)
+    if row in CNN_ROWS:
+        model = CNN_ROWS[row](nn)
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        return train.Trainer(model, opt, batch_size=128, seed=seed, keep_best=False)
+    hidden, opt_name, lr, batch, final_relu = MLP_ROWS[row]
     layers, width = [nn.Flatten()], 784
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
@@ -64,8 +88,14 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default="seed,mlp128,mlp800", help=f"comma-separated, from {', '.join(ROWS)}")
     p.add_argument("--epochs", type=int, default=4, help="timed epochs per version, after one untimed epoch")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (needs threadpoolctl)")
+    p.add_argument("--images", type=int, default=55_000, help="train on the first N images (at most 55,000)")
     p.add_argument("--data-dir", default=None, help="folder with the four MNIST files")
     args = p.parse_args(argv)
+    unknown = [r for r in args.rows.split(",") if r not in ROWS]
+    if unknown:
+        p.error(f"unknown row(s) {', '.join(unknown)}")
+    if not 0 < args.images <= 55_000:
+        p.error("--images must be between 1 and 55000")
     if not (args.before / "__init__.py").is_file():
         p.error(f"{args.before} is not a package folder (no __init__.py)")
 
@@ -77,8 +107,8 @@ def main(argv=None) -> int:
 
     before = import_copy(args.before, "sifir_before")
     data = mnist.load_mnist(args.data_dir, log=lambda *a: print(*a, file=sys.stderr))
-    x = mnist.normalize(data["train_images"][:55_000])
-    y = data["train_labels"][:55_000].astype(np.int64)
+    x = mnist.normalize(data["train_images"][:args.images])
+    y = data["train_labels"][:args.images].astype(np.int64)
     with threadpool_limits(limits=args.threads):
         for row in args.rows.split(","):
             trainers = {"before": make_trainer(before, row, 0), "after": make_trainer(sifir, row, 0)}

@@ -269,7 +269,11 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, grad_out, need_input_grad=True):
         g = F.channels_last(grad_out)
-        grad = np.zeros(self.x.shape, g.dtype)
+        (ho, wo), (kh, kw) = self.out_hw, self.kernel_size
+        covered = self.tiles and self.x.shape[1:3] == (ho * kh, wo * kw)
+        # Tiles that cover the input write every input's gradient below; only inputs outside
+        # all windows (cropped rows or columns) need zeros, and zero-filling costs a full pass.
+        grad = np.empty(self.x.shape, g.dtype) if covered else np.zeros(self.x.shape, g.dtype)
         offsets = list(self._offsets())
         open_ = None                           # windows whose winner is still to be found
         for k, (_, _, index) in enumerate(offsets):
