@@ -32,7 +32,8 @@ MLP_ROWS = {  # (hidden sizes, optimizer, learning rate, batch size, final ReLU)
 
 
 def lenet5(nn):
-    """As in bench.py: LeNet-5 with ReLU and max-pooling."""
+    """LeNet-5 as usually written today: ReLU and max-pooling instead of tanh and subsampling
+    (the LeNet-5 row of bench.py and layer_times.py), built from the given ``nn`` module."""
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),

@@ -43,6 +43,8 @@ from sifir import models, nn, optim
 from sifir.data import mnist
 from sifir.train import Trainer, evaluate, predict_logits
 
+from before_after import lenet5 as lenet5_layers  # noqa: E402  (benchmarks/ is on the path)
+
 TRAIN_SIZE = 55_000  # the first 55,000 training images; the last 5,000 are sifir's validation split
 
 
@@ -65,11 +67,7 @@ def mlp(hidden: int) -> Callable[[], nn.Module]:
 
 
 def lenet5() -> nn.Module:
-    """LeNet-5 as usually written today: ReLU and max-pooling instead of tanh and subsampling."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    return lenet5_layers(nn)
 
 
 def preset_row(key: str, name: str) -> Row | None:

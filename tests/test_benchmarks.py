@@ -1,0 +1,45 @@
+"""The measuring tools in benchmarks/ that need no other framework: they run, and they measure
+what they say (no timing is asserted: benchmarks are not tests)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import layer_times  # noqa: E402
+
+
+def test_layer_times_times_every_part_of_a_step():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    model = layer_times.lenet5()
+    before = [p.data.copy() for p in model.parameters()]
+    times = layer_times.time_layers(model, x, y, batch=16, rounds=3, lr=1e-3)
+    layers = len(list(model))
+    assert len(times) == 2 * layers + 2
+    assert all(len(v) == 3 and min(v) > 0 for v in times.values())
+    assert "0 Conv2d forward" in " ".join(times) and "optimizer step" in times
+    # the steps really trained the network
+    assert any(not np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))
+
+
+def test_layer_times_command_line(mnist_dir):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_times.py"), "--data-dir", str(mnist_dir),
+                          "--model", "seed", "--rounds", "2", "--batch", "32"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "seed, batch 32, 2 steps" in out
+    assert " 1 Linear forward" in out and "whole step" in out
+
+
+def test_before_after_compares_two_copies_of_the_package(mnist_dir):
+    # the checkout against a copy of itself, on a few hundred images: both versions train
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "before_after.py"), str(REPO / "src" / "sifir"),
+                          "--rows", "lenet5,seed", "--epochs", "1", "--images", "256", "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["lenet5", "seed"]
+    assert all("after/before" in line for line in lines)
