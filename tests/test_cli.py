@@ -44,6 +44,15 @@ def test_help_shows_defaults():
         assert command in sifir("--help").stdout
 
 
+def test_help_never_says_default_none():
+    # options whose default is None say in words what happens without them
+    for command in ("train", "evaluate", "predict", "explain", "download", "serve", "report"):
+        text = sifir(command, "--help").stdout
+        assert "None" not in text, command
+    serve = " ".join(sifir("serve", "--help").stdout.split())   # help wraps lines
+    assert "the last one trained" in serve and "default: 8000" in serve
+
+
 def test_train_prints_summary_epochs_and_test_accuracy(seed_model):
     out, result, folder = seed_model
     text = result.stdout

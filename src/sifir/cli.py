@@ -320,12 +320,23 @@ def cmd_serve(args) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except when it is None: those options say in their own help
+    what happens without them ("preset's default", "the last one trained"), and "(default:
+    None)" after that would only confuse."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sifir", description="A neural network from zero in NumPy that reads "
-                                "handwritten digits (MNIST).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                "handwritten digits (MNIST).", formatter_class=_HelpFormatter)
     p.add_argument("--version", action="version", version=f"sifir {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     data_help = "folder with the four MNIST files (default: $SIFIR_DATA_DIR or the user cache; downloaded if missing)"
 
     t = sub.add_parser("train", help="train a network on MNIST and save it", formatter_class=fmt,
