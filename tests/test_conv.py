@@ -227,7 +227,8 @@ def test_bad_input_raises_a_clear_error(make, shape, message):
 @pytest.mark.parametrize("make", [
     lambda: nn.Conv2d(0, 4, 3), lambda: nn.Conv2d(1, 4, 0), lambda: nn.Conv2d(1, 4, 3, stride=0),
     lambda: nn.Conv2d(1, 4, 3, padding=-1), lambda: nn.Conv2d(1, 4, (3, 3, 3)), lambda: nn.MaxPool2d(2.5),
-    lambda: nn.AvgPool2d(2, stride=0),
+    lambda: nn.AvgPool2d(2, stride=0), lambda: nn.Conv2d((3, 5), 4, 3), lambda: nn.Conv2d(1, [4, 4], 3),
+    lambda: nn.Conv2d(True, 4, 3), lambda: nn.Conv2d(1.0, 4, 3),
 ])
 def test_bad_arguments_raise_a_typed_error(make):
     with pytest.raises(SifirError):

@@ -132,13 +132,17 @@ def test_damaged_checkpoint_is_refused(tmp_path, damage):
     assert type(info.value).__name__ == "ModelFileError"
 
 
-def test_checkpoint_with_missing_entries_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("damage", ["missing", "list"])
+def test_checkpoint_with_missing_entries_is_a_clear_error(tmp_path, damage):
     ckpt = tmp_path / "ckpt"
     nn.manual_seed(0)
     model = models.build("seed")
     path = Trainer(model, optim.SGD(model.parameters(), lr=0.1), checkpoint_dir=ckpt).save_checkpoint()
     arrays, meta = io.read_npz(path, "sifir-checkpoint")
-    del meta["optimizer"]
+    if damage == "missing":
+        del meta["optimizer"]
+    else:                      # valid JSON of the wrong kind: a list where an object belongs
+        meta["optimizer"] = list(meta["optimizer"])
     io.write_npz_atomic(path, arrays, meta)
     with pytest.raises(Exception) as info:
         Trainer(model, optim.SGD(model.parameters(), lr=0.1)).load_checkpoint(ckpt)

@@ -419,6 +419,12 @@ def test_serve_on_a_busy_port_is_one_clear_line(trained_seed_model, capsys):
     assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "--port" in err[0]
 
 
+def test_serve_on_a_host_name_that_does_not_resolve_is_one_clear_line(trained_seed_model, capsys):
+    assert cli.main(["serve", str(trained_seed_model), "--host", "no-such-host.invalid", "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no-such-host.invalid" in err[0] and "--host" in err[0] and "--port" not in err[0]
+
+
 def test_serve_with_a_broken_model_file_is_one_clear_line(tmp_path, capsys):
     bad = tmp_path / "not-a-model.npz"
     bad.write_bytes(b"not a zip file")

@@ -275,6 +275,9 @@ def listen_socket(host: str, port: int):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+    except socket.gaierror as e:   # a host name that does not resolve: not a port problem
+        sock.close()
+        raise SifirError(f"cannot listen on {host}: {e.strerror or e}; check --host") from None
     except OSError as e:
         sock.close()
         raise SifirError(f"cannot listen on {host}:{port} ({e.strerror or e}); "

@@ -54,8 +54,9 @@ def mlp() -> nn.Sequential:
 def cnn() -> nn.Sequential:
     """Two convolution stages and a small classifier. Each stage pools *before* BatchNorm and
     ReLU (the usual order is conv → BN → ReLU → pool): max-pooling commutes with ReLU and with
-    any increasing per-channel affine map, so little changes but where BatchNorm takes its
-    statistics, while BatchNorm and ReLU touch a quarter of the numbers. In NumPy that matters:
+    any increasing per-channel affine map (BatchNorm is one while its γ stays positive), so
+    little changes but where BatchNorm takes its statistics, while BatchNorm and ReLU touch a
+    quarter of the numbers. In NumPy that matters:
     element-wise passes over the 32×28×28 maps otherwise cost as much as the convolutions.
     The convolutions have no bias: the BatchNorm after them subtracts each channel's mean, so a
     bias would cancel out (BatchNorm's β plays its part)."""

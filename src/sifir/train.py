@@ -223,7 +223,7 @@ class Trainer:
         arrays, meta = io.read_npz(path, CHECKPOINT_FORMAT)
         try:
             self._restore(path, arrays, meta)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise ModelFileError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
 
     def _restore(self, path, arrays, meta) -> None:

@@ -35,6 +35,13 @@ def _positive(name: str, value, allow_zero: bool = False) -> tuple[int, int]:
     return pair
 
 
+def _count(name: str, value) -> int:
+    """A number of channels: one positive integer (a pair is a size, not a count)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ShapeError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _plain(pair: tuple[int, int]):
     """(3, 3) → 3, (3, 5) → [3, 5]: the JSON form of a size, as the constructor accepts it."""
     return pair[0] if pair[0] == pair[1] else list(pair)
@@ -56,8 +63,8 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, rng=None, dtype=np.float32):
-        self.in_channels = _positive("in_channels", in_channels)[0]
-        self.out_channels = _positive("out_channels", out_channels)[0]
+        self.in_channels = _count("in_channels", in_channels)
+        self.out_channels = _count("out_channels", out_channels)
         self.kernel_size = _positive("kernel_size", kernel_size)
         self.stride = _positive("stride", stride)
         self.padding = _positive("padding", padding, allow_zero=True)

@@ -101,7 +101,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 # -- the app ------------------------------------------------------------------------------------
 def create_app(model_path, *, max_body: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS,
-               workers: int = WORKERS) -> FastAPI:
+               workers: int = WORKERS) -> FastAPIOffline:
     """The app serving the page and the API for the model in ``model_path`` (loaded now, once).
 
     Raises ModelFileError when the file is not a readable sifir model.

@@ -54,7 +54,7 @@
   pad.addEventListener("pointerdown", (event) => {
     if (event.pointerType === "mouse" && event.button !== 0) return;
     event.preventDefault();
-    if (showingUpload) blank();
+    if (showingUpload) { generation += 1; blank(); }   // an answer still coming is for the upload
     pad.setPointerCapture(event.pointerId);
     stroke = pointOf(event);
     line(stroke, stroke);    // a tap leaves a dot
