@@ -164,9 +164,10 @@ class Conv2d(Module):
         of both factors streams through its packing buffers for a few hundred numbers of
         output. One product per image instead (a stack of small products in one matmul
         call, each image's rows still in the cache), then the sum over images, is faster:
-        1.2 against 2.2 ms for LeNet-5's first layer, 1.2 against 1.4 ms for its second. For the large results of wide layers one big product is faster. In it, the
-        longer side of the small result goes first, (colsᵀ·g)ᵀ: multi-threaded OpenBLAS can
-        be ten or more times slower otherwise (measured: 1.8 s instead of 16 ms for 9×32)."""
+        1.2 against 2.2 ms for LeNet-5's first layer, 1.2 against 1.4 ms for its second.
+        For the large results of wide layers one big product is faster. In it, the longer
+        side of the small result goes first, (colsᵀ·g)ᵀ: multi-threaded OpenBLAS can be ten
+        or more times slower otherwise (measured: 1.8 s instead of 16 ms for 9×32)."""
         (kh, kw), c, out = self.kernel_size, self.in_channels, self.out_channels
         k, n = kh * kw * c, len(self.x)
         if k * out <= SMALL_WEIGHT_GRADIENT:
