@@ -203,13 +203,12 @@ def check_state(path, model: nn.Module, arrays: dict, prefix: str = "") -> dict:
             raise ModelFileError(f"{path}: '{key}' has shape {a.shape}, the architecture needs {target.shape}")
         if a.dtype.kind != "f":
             raise ModelFileError(f"{path}: '{key}' has dtype {a.dtype}, expected floating point")
-        if not np.all(np.isfinite(a)):
-            raise ModelFileError(f"{path}: '{key}' holds NaN or infinite values")
         with np.errstate(over="ignore"):
-            a = a.astype(target.dtype, copy=False)  # float64 1e300 is finite, but inf in float32
-        if not np.all(np.isfinite(a)):
-            raise ModelFileError(f"{path}: '{key}' holds values too large for {target.dtype}")
-        state[name] = a
+            cast = a.astype(target.dtype, copy=False)  # float64 1e300 is finite, but inf in float32
+        if not np.all(np.isfinite(cast)):  # one pass; the original tells which of the two it was
+            problem = "NaN or infinite values" if not np.all(np.isfinite(a)) else f"values too large for {target.dtype}"
+            raise ModelFileError(f"{path}: '{key}' holds {problem}")
+        state[name] = cast
     extra = sorted(k for k in arrays if k.startswith(prefix) and k[len(prefix):] not in expected)
     if prefix == "" and extra:
         raise ModelFileError(f"{path}: arrays {extra} do not belong to the architecture")

@@ -51,18 +51,23 @@ def mlp() -> nn.Sequential:
     )
 
 
+def _pooled_stage(cin: int, cout: int) -> list[nn.Module]:
+    """3×3 convolution (no bias), then 2×2 max-pooling, BatchNorm and ReLU: halves H and W."""
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
 def cnn() -> nn.Sequential:
     """Two convolution stages and a small classifier. Each stage pools *before* BatchNorm and
     ReLU (the usual order is conv → BN → ReLU → pool): max-pooling commutes with ReLU and with
     any increasing per-channel affine map (BatchNorm is one while its γ stays positive), so
     little changes but where BatchNorm takes its statistics, while BatchNorm and ReLU touch a
-    quarter of the numbers. In NumPy that matters:
-    element-wise passes over the 32×28×28 maps otherwise cost as much as the convolutions.
+    quarter of the numbers. In NumPy that matters: element-wise passes over the 32×28×28 maps
+    otherwise cost as much as the convolutions.
     The convolutions have no bias: the BatchNorm after them subtracts each channel's mean, so a
     bias would cancel out (BatchNorm's β plays its part)."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),   # 32×14×14
-        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),  # 64×7×7
+        *_pooled_stage(1, 32),    # 32×14×14
+        *_pooled_stage(32, 64),   # 64×7×7
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
         nn.Linear(128, 10),
@@ -74,8 +79,8 @@ def best() -> nn.Sequential:
     BatchNorm in the classifier too; trained longer, on affine + elastic augmentation, with
     label smoothing."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),   # 32×14×14
-        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(64), nn.ReLU(),  # 64×7×7
+        *_pooled_stage(1, 32),    # 32×14×14
+        *_pooled_stage(32, 64),   # 64×7×7
         nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),                 # 128×7×7
         nn.Flatten(),
         nn.Linear(128 * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),

@@ -43,8 +43,7 @@ class _BatchNorm(Module):
         rows = self._rows(x)
         self.shape = x.shape
         dt = rows.dtype.type
-        self.batch_stats = self.training  # backward must use the statistics forward used
-        if self.batch_stats:
+        if self.training:  # batch statistics; forward keeps x − μ only then (backward tells by it)
             m = len(rows)
             if m < 2:
                 raise ShapeError(f"{type(self).__name__} needs more than one value per feature in training, "
@@ -70,7 +69,8 @@ class _BatchNorm(Module):
         # dL/dγ = Σ g·x̂,  dL/dβ = Σ g;  in training μ and σ depend on x too, which gives
         # dL/dx = (1/M)·γ/σ·(M·g − Σg − x̂·Σ(g·x̂));  in evaluation simply dL/dx = γ/σ·g.
         g = self._rows(grad_out)
-        centred = self.centred if self.centred is not None else self.x - self.mean
+        batch_stats = self.centred is not None  # the statistics forward used: the batch's or the running ones
+        centred = self.centred if batch_stats else self.x - self.mean
         sum_g = g.sum(axis=0)
         sum_g_centred = np.einsum("ij,ij->j", g, centred)                  # Σ g·x̂ = (1/σ)·Σ g·(x − μ)
         self.weight.accumulate(sum_g_centred * self.inv_std)
@@ -78,7 +78,7 @@ class _BatchNorm(Module):
         if not need_input_grad:
             return None
         scale = self.weight.data * self.inv_std                               # γ/σ
-        if not self.batch_stats:
+        if not batch_stats:
             return self._unrows(g * scale, self.shape)
         # the formula above with x̂ = (x − μ)/σ, as one per-feature affine map of g and x − μ
         m = g.dtype.type(len(g))
