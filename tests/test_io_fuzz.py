@@ -312,3 +312,10 @@ def test_a_file_that_is_not_a_zip_gets_no_advice_to_unpickle(tmp_path):
         with pytest.raises(ModelFileError, match="not a readable sifir file \\(not an .npz archive\\)") as info:
             io.load_model(path)
         assert "pickle" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_weights_with_nan_or_infinity(tmp_path, bad):
+    arrays = {"0.weight": np.array([[0.5, bad], [1.0, 2.0]]), "0.bias": np.zeros(2)}
+    with pytest.raises(ModelFileError, match="'0.weight' holds NaN or infinite values"):
+        io.load_model(linear_file(tmp_path, {"in_features": 2, "out_features": 2}, arrays))
