@@ -7,7 +7,7 @@ import pytest
 
 from sifir import io, models, nn
 from sifir.augment import make_augment
-from sifir.cli import make_optimizer, make_schedule
+from sifir.recipe import make_optimizer, make_schedule
 from sifir.data import mnist
 from sifir.train import Trainer, evaluate
 from test_cli import sifir

@@ -15,7 +15,8 @@ from sifir.activations import hidden_activations, layer_outputs
 from sifir.data import mnist
 from sifir.preprocess import preprocess_file
 from sifir.train import predict_logits
-from sifir.web import server
+from sifir.web import app as server
+from sifir.web import predict as predict_room
 
 # Starlette asks for a successor of httpx in its TestClient; httpx is what it runs on here.
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
@@ -313,7 +314,7 @@ def test_unexpected_failure_is_500_json_without_traceback(trained_seed_model, mo
     def broken(grey):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(server, "preprocess", broken)
+    monkeypatch.setattr(predict_room, "preprocess", broken)
     with TestClient(server.create_app(trained_seed_model), raise_server_exceptions=False) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 500, "internal")
@@ -329,7 +330,7 @@ def test_library_errors_are_422(trained_seed_model, monkeypatch, digits):
     def refuses(grey):
         raise SifirError("this picture is refused for a reason the user can fix")
 
-    monkeypatch.setattr(server, "preprocess", refuses)
+    monkeypatch.setattr(predict_room, "preprocess", refuses)
     with TestClient(server.create_app(trained_seed_model)) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 422, "bad_input")
@@ -338,10 +339,10 @@ def test_library_errors_are_422(trained_seed_model, monkeypatch, digits):
 
 # -- static files: the static folder and nothing else -----------------------------------------------------
 TRAVERSALS = [
-    "/static/../server.py", "/static/%2e%2e/server.py", "/static/%2e%2e%2fserver.py", "/static/..%2fserver.py",
-    "/static/%2e%2e%2f%2e%2e%2factivations.py", "/static/..%5cserver.py", "/static/....//server.py",
+    "/static/../app.py", "/static/%2e%2e/app.py", "/static/%2e%2e%2fapp.py", "/static/..%2fapp.py",
+    "/static/%2e%2e%2f%2e%2e%2factivations.py", "/static/..%5capp.py", "/static/....//app.py",
     "/static//etc/passwd", "/static/%2fetc%2fpasswd", "/static/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
-    "/static/%252e%252e/server.py", "/static/%00../server.py", "/static/../../__init__.py",
+    "/static/%252e%252e/app.py", "/static/%00../app.py", "/static/../../__init__.py",
 ]
 
 
@@ -352,8 +353,8 @@ def test_no_file_outside_the_static_folder(client, path):
     assert "create_app" not in response.text and "root:" not in response.text
 
 
-@pytest.mark.parametrize("raw", [b"/static/../server.py", b"/static/../../io.py", b"/static/..\\server.py",
-                                 b"/static//etc/passwd", b"/static/./../server.py"])
+@pytest.mark.parametrize("raw", [b"/static/../app.py", b"/static/../../io.py", b"/static/..\\app.py",
+                                 b"/static//etc/passwd", b"/static/./../app.py"])
 def test_raw_paths_are_not_normalised_into_the_package(trained_seed_model, raw):
     """httpx tidies '..' away before sending; here the app gets the path exactly as written."""
     import asyncio
@@ -520,3 +521,13 @@ def test_the_listening_socket_gives_connections_without_nagle_delays():
 
     asyncio.run(asyncio.wait_for(main(), 30))
     assert seen and seen[0] != 0
+
+
+def test_messages_in_each_language(client):
+    en = client.get("/api/messages").json()
+    tr = client.get("/api/messages", params={"lang": "tr"}).json()
+    assert en["lang"] == "en" and tr["lang"] == "tr" and {"en", "tr"} <= set(en["languages"])
+    assert en["messages"].keys() == tr["messages"].keys()
+    assert en["messages"]["clear"] == "Clear" and tr["messages"]["clear"] == "Temizle"
+    response = client.get("/api/messages", params={"lang": "xx"})
+    assert_error(response, response.json(), 422, "bad_language")

@@ -168,12 +168,12 @@ class PageWatch:
         page.route("**/*", only_our_server)
 
 
-def open_page(browser, server_url, **context_options):
+def open_page(browser, server_url, query="", **context_options):
     context = browser.new_context(**{"viewport": {"width": 1100, "height": 1000}, **context_options})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     watch = PageWatch(page, server_url)
-    page.goto(server_url + "/")
+    page.goto(server_url + "/" + query)
     page.wait_for_selector(".cell")   # the model's layers are on the page
     return page, watch
 
@@ -305,6 +305,38 @@ def test_phone_sized_screen_and_a_finger(browser, server_url, digits):
         page.context.close()
 
 
+def test_the_page_in_turkish_and_back(browser, server_url, digits):
+    images, labels = digits
+    page, watch = open_page(browser, server_url, "?lang=tr")
+    try:
+        page.wait_for_function("() => document.getElementById('clear').textContent === 'Temizle'")
+        assert page.evaluate("document.documentElement.lang") == "tr"
+        page.wait_for_function("() => document.getElementById('status').textContent === 'bir rakam çizin'")
+        assert "ağırlık" in page.text_content("#model")
+        k = 0   # a 7
+        draw_with_mouse(page, images[k])
+        answer = api_predict(server_url, canvas_png(page))
+        wait_for_answer(page, answer)
+        assert page.text_content("#status") == f"Okunan: {answer['digit']}"
+        assert page.text_content("#confidence").startswith("%")      # Turkish puts % first
+        page.select_option("#lang", "en")                              # the switch, in place
+        page.wait_for_function("d => document.getElementById('status').textContent === `It reads a ${d}`",
+                               arg=answer["digit"])                    # the answer stays, in English
+        assert page.text_content("#clear") == "Clear"
+        assert "lang=en" in page.url
+        assert watch.errors == [] and watch.failed == [] and watch.outside == []
+    finally:
+        page.context.close()
+
+
+def test_the_browsers_language_is_the_default(browser, server_url):
+    page, watch = open_page(browser, server_url, locale="tr-TR")
+    try:
+        page.wait_for_function("() => document.getElementById('clear').textContent === 'Temizle'")
+    finally:
+        page.context.close()
+
+
 def test_screenshot_for_the_docs(page, server_url, digits, tmp_path):
     images, labels = digits
     k = 11   # a 6
@@ -325,9 +357,9 @@ def test_screenshot_for_the_docs(page, server_url, digits, tmp_path):
     assert Image.open(target).size == shot.size
 
 
-RAW_TRAVERSALS = ["/static/../server.py", "/static/../../sifir/io.py", "/static/%2e%2e/server.py",
-                  "/static/%2e%2e%2fserver.py", "/static/..%2f..%2fio.py", "/static//etc/passwd",
-                  "/static/%2fetc%2fpasswd", "/static/../../../../../../etc/passwd", "/static/..\\server.py",
+RAW_TRAVERSALS = ["/static/../app.py", "/static/../../sifir/io.py", "/static/%2e%2e/app.py",
+                  "/static/%2e%2e%2fapp.py", "/static/..%2f..%2fio.py", "/static//etc/passwd",
+                  "/static/%2fetc%2fpasswd", "/static/../../../../../../etc/passwd", "/static/..\\app.py",
                   "/../../../etc/passwd", "//etc/passwd"]
 
 

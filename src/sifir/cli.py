@@ -5,7 +5,7 @@ Library errors (``SifirError``) become one line on stderr and exit code 1; no tr
 from __future__ import annotations
 
 import argparse
-import math
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, io, metrics, models, nn, optim
-from .augment import AUGMENTS, make_augment
+from .augment import AUGMENTS
 from .errors import SifirError, TrainingDiverged
 from .messages import MESSAGES
+from .recipe import Recipe, build_run, load_data
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -45,15 +46,6 @@ def last_model() -> Path | None:
 
 
 # -- train ------------------------------------------------------------------------------------
-def load_data(args):
-    from .data import mnist
-    data = mnist.load_mnist(args.data_dir)
-    train_x, train_y, val_x, val_y = mnist.split_validation(data["train_images"], data["train_labels"],
-                                                            args.validation)
-    return (mnist.normalize(train_x), train_y.astype(np.int64), mnist.normalize(val_x),
-            val_y.astype(np.int64), mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64))
-
-
 def summary(model: nn.Module) -> str:
     """A table of layers with output shapes and parameter counts, then the totals."""
     x = np.zeros((1, 1, 28, 28), np.float32)
@@ -73,63 +65,30 @@ def summary(model: nn.Module) -> str:
     return "\n".join(rows)
 
 
-def make_optimizer(name, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         nesterov=nesterov and momentum > 0)
-    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
-
-
-def make_schedule(name, optimizer, total_steps, warmup_steps=0):
-    if name == "constant":
-        return None
-    if name == "step":  # ÷10 at 50% and 75% of training is approximated by ×0.1 every third
-        return optim.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
-    if name == "cosine":
-        return optim.CosineLR(optimizer, total=total_steps, warmup=warmup_steps)
-    if name == "onecycle":
-        return optim.OneCycleLR(optimizer, total=total_steps)
-    raise ValueError(f"unknown schedule '{name}'")
+def recipe_from_args(args) -> Recipe:
+    """The command line's options as a checked recipe (unset ones take the preset's)."""
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if hasattr(args, f.name)}
+    return Recipe(**options).resolved()
 
 
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .train import Interrupted, Trainer, evaluate
+    from .train import Interrupted, evaluate
 
-    preset = models.get(args.model)
-    for key in ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-                "label_smoothing", "augment"):
-        if getattr(args, key) is None:
-            setattr(args, key, getattr(preset, key))
-    if not (args.lr > 0 and math.isfinite(args.lr)):
-        raise SifirError(f"--lr must be a positive number, got {args.lr}")
-    if args.epochs < 1 or args.batch_size < 1:
-        raise SifirError("--epochs and --batch-size must be at least 1")
-    out = Path(args.out or f"sifir-{args.model}.npz")
+    recipe = recipe_from_args(args)
+    out = Path(args.out or f"sifir-{recipe.model}.npz")
     if args.plots:
         from .report import require_matplotlib
         require_matplotlib()  # fail now, not after the training
 
-    train_x, train_y, val_x, val_y, test_x, test_y = load_data(args)
-    nn.manual_seed(args.seed)
-    model = preset.build()
-    print(f"model '{args.model}': {preset.description}")
-    print(summary(model))
-    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
-    steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
-    schedule = make_schedule(args.schedule, optimizer, args.epochs * steps_per_epoch,
-                             int(preset.warmup_epochs * steps_per_epoch))
-    print(f"training {args.epochs} epochs on {len(train_x):,} images (validation {len(val_x):,}), "
-          f"{args.optimizer} lr={args.lr:g} batch={args.batch_size} schedule={args.schedule} seed={args.seed}"
-          + (f" augment={args.augment}" if args.augment not in (None, "none") else ""))
-
+    data = load_data(recipe)
     bar = None
 
     def on_batch(i, n, loss):
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=n, desc=f"epoch {trainer.epoch + 1}/{args.epochs}", leave=False,
+            bar = tqdm(total=n, desc=f"epoch {run.trainer.epoch + 1}/{recipe.epochs}", leave=False,
                        disable=True if args.quiet else None, unit="batch", file=sys.stderr)
         bar.update(1)
         if i % 20 == 0 or i == n:
@@ -140,25 +99,29 @@ def cmd_train(args) -> int:
         if bar is not None:
             bar.close()
             bar = None
-        print(f"epoch {r.epoch:>3}/{args.epochs}  loss {r.train_loss:.4f}  train {r.train_acc:.2%}  "
+        print(f"epoch {r.epoch:>3}/{recipe.epochs}  loss {r.train_loss:.4f}  train {r.train_acc:.2%}  "
               f"val loss {r.val_loss:.4f}  val accuracy {r.val_acc:.2%}  ({r.seconds:.1f} s)", flush=True)
 
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    trainer = Trainer(model, optimizer, loss_fn, batch_size=args.batch_size, seed=args.seed,
-                      schedule=schedule, augment=make_augment(args.augment), on_batch=on_batch, on_epoch=on_epoch,
-                      checkpoint_dir=args.checkpoint_dir or args.resume, patience=args.patience)
+    run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
+                    checkpoint_dir=args.checkpoint_dir or args.resume)
+    model, trainer = run.model, run.trainer
+    print(f"model '{recipe.model}': {recipe.preset.description}")
+    print(summary(model))
+    print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
+          f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
+          f"seed={recipe.seed}" + (f" augment={recipe.augment}" if recipe.augment != "none" else ""))
     if args.resume:
         trainer.load_checkpoint(args.resume)
         print(f"resuming from {args.resume} after epoch {trainer.epoch}")
     try:
-        trainer.fit(train_x, train_y, val_x, val_y, epochs=args.epochs)
+        trainer.fit(data.train_x, data.train_y, data.val_x, data.val_y, epochs=recipe.epochs)
     except TrainingDiverged as e:
         if bar is not None:
             bar.close()
         kept = ""
         if trainer.best_state is not None:
             model.load_state_dict(trainer.best_state)
-            path = _save(out.with_name(out.stem + ".last-good.npz"), model, args, trainer, None)
+            path = io.save_model(out.with_name(out.stem + ".last-good.npz"), model, run.info(None))
             kept = f"; the last good model (epoch {trainer.best_epoch}) is in {path}"
         elif args.checkpoint_dir:
             kept = f"; the last good checkpoint is in {args.checkpoint_dir}"
@@ -168,11 +131,11 @@ def cmd_train(args) -> int:
             bar.close()
         print(f"sifir: {e}", file=sys.stderr)
         if args.checkpoint_dir or args.resume:
-            print(f"continue with: sifir train --model {args.model} --resume {args.checkpoint_dir or args.resume}",
+            print(f"continue with: sifir train --model {recipe.model} --resume {args.checkpoint_dir or args.resume}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
-    test_loss, test_acc = evaluate(model, test_x, test_y)
-    path = _save(out, model, args, trainer, test_acc)
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
+    path = io.save_model(out, model, run.info(test_acc))
     remember_model(path)
     seconds = sum(r.seconds for r in trainer.history)
     print(f"best validation accuracy {trainer.best_acc:.2%} at epoch {trainer.best_epoch}; "
@@ -181,17 +144,8 @@ def cmd_train(args) -> int:
     print(f"test accuracy: {test_acc:.2%}")
     if args.plots:
         from .report import report_model_file
-        print(f"report written to {report_model_file(path, test=(test_x, test_y))}")
+        print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
     return 0
-
-
-def _save(path, model, args, trainer, test_acc):
-    info = {"preset": args.model, "seed": args.seed, "epochs": trainer.epoch, "best_epoch": trainer.best_epoch,
-            "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
-            "schedule": args.schedule, "augment": args.augment or "none", "test_accuracy": test_acc,
-            "history": [vars(r) for r in trainer.history], "input": {"shape": [1, 28, 28],
-                                                                     "mean": 0.1307, "std": 0.3081}}
-    return io.save_model(path, model, info)
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
@@ -295,7 +249,7 @@ def cmd_serve(args) -> int:
     try:  # the web part is an extra: the core CLI works without it
         import uvicorn
 
-        from .web.server import create_app
+        from .web.app import create_app
     except ImportError as e:
         raise SifirError(f"the drawing page needs FastAPI and uvicorn ({e.name or e} is missing): "
                          "pip install 'sifir[web]'") from None

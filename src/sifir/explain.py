@@ -43,7 +43,7 @@ def seed_walkthrough(image: np.ndarray, label: int, seed: int = 0) -> dict:
 
 
 def render(lang: str = "en", image: np.ndarray | None = None, label: int = 0, lr: float = 0.01) -> str:
-    m = get_messages(lang)
+    m = {k.removeprefix("explain."): v for k, v in get_messages(lang).items() if k.startswith("explain.")}
     t = toy_example(lr)
     out = [m["toy_title"], m["toy_forward"].format(**t), m["toy_chain"].format(**t),
            m["toy_step"].format(**t), ""]

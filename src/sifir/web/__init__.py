@@ -1,5 +1,5 @@
 """The drawing page and its server (needs the ``web`` extra: FastAPI and uvicorn).
 
-``create_app(model_path)`` lives in ``sifir.web.server``; it is not imported here, so that
+``create_app(model_path)`` lives in ``sifir.web.app``; it is not imported here, so that
 ``import sifir.web`` works without FastAPI installed.
 """

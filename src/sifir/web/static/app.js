@@ -15,6 +15,7 @@
   const statusEl = $("status");
   const confidenceEl = $("confidence");
   const hintEl = $("pad-hint");
+  const { t, number } = window.sifirI18n;
 
   // -- drawing -----------------------------------------------------------------------------------
   // MNIST strokes are about 2 px wide in 28 px, so the pen is 1/14 of the canvas.
@@ -88,7 +89,7 @@
     generation += 1;     // answers still on their way belong to the old drawing
     blank();
     hintEl.classList.remove("hidden");
-    showNothing("draw a digit");
+    showNothing(t("draw_prompt"));
   });
 
   // -- talking to the server ------------------------------------------------------------------------
@@ -113,13 +114,13 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ image }),
       });
-      const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+      const answer = await response.json().catch(() => ({ error: t("server_answered", { status: response.status }) }));
       if (mine !== generation) return;
       if (response.ok) show(answer);
-      else if (answer.code === "no_digit") showNothing("draw a digit");
-      else showError(answer.error || `the server answered ${response.status}`);
+      else if (answer.code === "no_digit") showNothing(t("draw_prompt"));
+      else showError(answer.error || t("server_answered", { status: response.status }));
     } catch (err) {
-      if (mine === generation) showError("cannot reach the server: is sifir serve still running?");
+      if (mine === generation) showError(t("unreachable"));
     } finally {
       busy = false;
       const next = queued;
@@ -139,7 +140,7 @@
       preview(picture);
       post(await pictureData(file, picture));
     } catch (err) {
-      showError(`cannot read ${file.name}: is it a picture (PNG, JPEG…)?`);
+      showError(t("not_a_picture", { name: file.name }));
     }
   });
 
@@ -201,12 +202,15 @@
     bars.push(bar);
   }
 
+  let shown = null;   // the answer on screen, drawn again when the language changes
+
   function show(answer) {
+    shown = answer;
     const p = answer.probabilities;
     digitEl.textContent = String(answer.digit);
-    statusEl.textContent = `It reads a ${answer.digit}`;
+    statusEl.textContent = t("reads", { digit: answer.digit });
     statusEl.classList.remove("error");
-    confidenceEl.textContent = `${(100 * p[answer.digit]).toFixed(1)}% sure`;
+    confidenceEl.textContent = t("sure", { percent: number(100 * p[answer.digit], 1) });
     bars.forEach((bar, d) => {
       bar.dataset.p = String(p[d]);
       bar.classList.toggle("winner", d === answer.digit);
@@ -219,6 +223,7 @@
   }
 
   function showNothing(message) {
+    shown = null;
     digitEl.textContent = "";
     statusEl.textContent = message;
     statusEl.classList.remove("error");
@@ -263,8 +268,10 @@
       const title = document.createElement("p");
       title.className = "layer-title";
       const count = h.shape.reduce((a, b) => a * b, 1);
-      title.innerHTML = `<b>${h.name}</b> · ${h.layer} · ` + (h.shape.length === 1
-        ? `${count} neurons` : `${h.shape[0]} feature maps of ${h.shape.slice(1).join("×")}`);
+      const name = document.createElement("b");
+      name.textContent = h.name;
+      title.append(name, ` · ${h.layer} · ` + (h.shape.length === 1
+        ? t("neurons", { count }) : t("feature_maps", { count: h.shape[0], size: h.shape.slice(1).join("×") })));
       box.appendChild(title);
       const view = { shape: h.shape, cells: [], maps: [] };
       if (h.shape.length === 1) {
@@ -273,7 +280,7 @@
         for (let i = 0; i < count; i++) {
           const cell = document.createElement("div");
           cell.className = "cell";
-          cell.title = `neuron ${i + 1}: 0`;
+          cell.title = t("neuron_value", { n: i + 1, value: 0 });
           grid.appendChild(cell);
           view.cells.push(cell);
         }
@@ -286,7 +293,7 @@
           const canvas = document.createElement("canvas");
           canvas.width = width;
           canvas.height = height;
-          canvas.title = `map ${i + 1}`;
+          canvas.title = t("map", { n: i + 1 });
           maps.appendChild(canvas);
           view.maps.push(canvas);
         }
@@ -294,7 +301,7 @@
         if (channels > MAX_MAPS) {
           const more = document.createElement("p");
           more.className = "more";
-          more.textContent = `(first ${MAX_MAPS} of ${channels} maps)`;
+          more.textContent = t("first_maps", { shown: MAX_MAPS, count: channels });
           box.appendChild(more);
         }
       }
@@ -313,7 +320,7 @@
         const v = flat[i] || 0;
         cell.style.backgroundColor = v > 0 ? `rgba(var(--glow), ${Math.max(0.12, v / top).toFixed(3)})` : "";
         cell.classList.toggle("lit", v > 0);
-        cell.title = `neuron ${i + 1}: ${v.toFixed(3)}`;
+        cell.title = t("neuron_value", { n: i + 1, value: number(v, 3) });
       });
       const size = view.maps.length ? view.maps[0].width * view.maps[0].height : 0;
       view.maps.forEach((canvas, m) => {
@@ -335,20 +342,26 @@
       const response = await fetch("/api/model");
       const model = await response.json();
       const info = model.info || {};
-      const parts = [info.preset ? `model “${info.preset}”` : model.file,
-                     `${model.parameters.weights.toLocaleString("en")} weights`];
+      const parts = [info.preset ? t("model_named", { name: info.preset }) : model.file,
+                     t("weights", { count: number(model.parameters.weights) })];
       if (typeof info.test_accuracy === "number") {
-        parts.push(`${(100 * info.test_accuracy).toFixed(1)}% on MNIST's test set`);
+        parts.push(t("test_accuracy", { percent: number(100 * info.test_accuracy, 1) }));
       }
       modelEl.textContent = parts.join(" · ");
       buildLayers(model.hidden || []);
       showLayers(null);
     } catch (err) {
-      modelEl.textContent = "cannot reach the server";
+      modelEl.textContent = t("no_server");
     }
   }
 
   blank();
   drawInput(null);
-  loadModel();
+  window.sifirI18n.ready.then(() => { showNothing(t("draw_prompt")); loadModel(); });
+  window.sifirI18n.onChange(async () => {   // sentences built here are built again in the new language
+    const answer = shown;
+    await loadModel();
+    if (answer) show(answer);
+    else if (!statusEl.classList.contains("error")) showNothing(t("draw_prompt"));
+  });
 })();

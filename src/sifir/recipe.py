@@ -1,0 +1,225 @@
+"""A training run's recipe: a preset plus the options that change it, checked, and turned into a
+ready run (model, optimizer, schedule, augmentation, ``Trainer``).
+
+This is the one place where the command line, the web page and the tests build a run, so the same
+options mean the same thing everywhere and are refused with the same message:
+
+    recipe = Recipe(model="seed", lr=0.5).resolved()   # the preset's recipe fills what is unset
+    data = load_data(recipe)                            # normalised train / validation / test
+    run = build_run(recipe, data, on_epoch=print)       # model, optimizer, schedule, Trainer
+    run.trainer.fit(data.train_x, data.train_y, data.val_x, data.val_y, epochs=recipe.epochs)
+    recipe.command()                                    # "sifir train --model seed --lr 0.5 …"
+
+``resolved`` raises ``RecipeError`` (a ``SifirError`` that names the option) for a value out of
+range; ``limits`` tightens the ranges for callers that must keep the machine usable (the page).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+from dataclasses import dataclass, fields
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import models, nn, optim
+from .augment import AUGMENTS, make_augment
+from .errors import SifirError
+
+
+class RecipeError(SifirError):
+    """An option of a run is out of range or unknown; ``field`` names it (as in ``Recipe``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ranges a recipe's numbers must lie in. The defaults only refuse nonsense; a server that
+    trains for a web page passes tighter ones."""
+    max_epochs: int = 10_000
+    max_batch_size: int = 65_536
+    max_lr: float = math.inf
+
+
+# Options that are None take the preset's value; these are the ones a preset sets.
+PRESET_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
+                 "label_smoothing", "augment")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a training run; ``None`` means "the preset's value"."""
+    model: str = "mlp"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    label_smoothing: float | None = None
+    augment: str | None = None
+    patience: int | None = None
+    validation: int = 5000
+    seed: int = 0
+    data_dir: str | None = None
+
+    @property
+    def preset(self) -> models.Preset:
+        return models.get(self.model)
+
+    def resolved(self, limits: Limits = Limits()) -> "Recipe":
+        """This recipe with every unset option taken from the preset, each checked."""
+        if self.model not in models.PRESETS:
+            raise RecipeError("model", f"unknown model '{self.model}'; choose one of: {', '.join(models.PRESETS)}")
+        preset = self.preset
+        filled = {k: getattr(preset, k) if getattr(self, k) is None else getattr(self, k) for k in PRESET_FIELDS}
+        filled["augment"] = filled["augment"] or "none"
+        recipe = dataclasses.replace(self, **filled)
+        recipe._check(limits)
+        return recipe
+
+    def _check(self, limits: Limits) -> None:
+        _integer("epochs", self.epochs, 1, limits.max_epochs)
+        _integer("batch_size", self.batch_size, 1, limits.max_batch_size)
+        _number("lr", self.lr, 0, limits.max_lr, open_low=True)
+        _choice("optimizer", self.optimizer, optim.OPTIMIZERS)
+        _number("momentum", self.momentum, 0, 1, open_high=True)
+        _number("weight_decay", self.weight_decay, 0, 1)
+        _choice("schedule", self.schedule, optim.SCHEDULES)
+        _number("label_smoothing", self.label_smoothing, 0, 1, open_high=True)
+        _choice("augment", self.augment, AUGMENTS)
+        if self.patience is not None:
+            _integer("patience", self.patience, 1, 10_000)
+        _integer("validation", self.validation, 1, 59_999)
+        _integer("seed", self.seed, 0, 2**32 - 1)
+
+    def options(self) -> dict:
+        """The recipe as a plain dict (JSON-ready), in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def command(self) -> str:
+        """The ``sifir train …`` command that trains this very run (same seed: same weights)."""
+        parts = ["sifir", "train", "--model", self.model]
+        preset = self.preset
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("model", "data_dir") or value is None:
+                continue
+            default = getattr(preset, f.name, f.default) if f.name in PRESET_FIELDS else f.default
+            if f.name == "augment":
+                default = default or "none"
+            if value == default:
+                continue
+            parts += ["--" + f.name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+        if self.data_dir:
+            parts += ["--data-dir", self.data_dir]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+def _label(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _integer(field: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise RecipeError(field, f"{_label(field)} must be a whole number from {low:,} to {high:,}, got {value!r}")
+
+
+def _number(field: str, value, low: float, high: float, open_low=False, open_high=False) -> None:
+    ok = (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > low if open_low else value >= low) and (value < high if open_high else value <= high))
+    if not ok:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        raise RecipeError(field, f"{_label(field)} must be a number in {left}{low:g}, {high:g}{right}, got {value!r}")
+
+
+def _choice(field: str, value, known) -> None:
+    if value not in known:
+        raise RecipeError(field, f"{_label(field)} must be one of {', '.join(known)}, got {value!r}")
+
+
+# -- data -------------------------------------------------------------------------------------
+class Data(NamedTuple):
+    """Normalised images (N, 1, 28, 28) float32 and int64 labels: train, validation, test."""
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def load_data(recipe: Recipe, log: Callable = print) -> Data:
+    """The data set the recipe trains on, split (the last ``validation`` training images held out)."""
+    from .data import mnist
+    data = mnist.load_mnist(recipe.data_dir, log=log)
+    train_x, train_y, val_x, val_y = mnist.split_validation(data["train_images"], data["train_labels"],
+                                                            recipe.validation)
+    return Data(mnist.normalize(train_x), train_y.astype(np.int64), mnist.normalize(val_x),
+                val_y.astype(np.int64), mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64))
+
+
+# -- the run ----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What ``build_run`` makes: the parts of one training run, ready for ``trainer.fit``."""
+    recipe: Recipe
+    model: nn.Module
+    optimizer: optim.Optimizer
+    schedule: object
+    loss_fn: nn.CrossEntropyLoss
+    trainer: object   # train.Trainer (imported lazily: train imports io, io imports nn)
+
+    def info(self, test_accuracy: float | None) -> dict:
+        """The facts a model file keeps about how it was trained."""
+        r, t = self.recipe, self.trainer
+        return {"preset": r.model, "seed": r.seed, "epochs": t.epoch, "best_epoch": t.best_epoch,
+                "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
+                "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
+                "command": r.command(), "history": [vars(h) for h in t.history],
+                "input": {"shape": [1, 28, 28], "mean": 0.1307, "std": 0.3081}}
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                   nesterov: bool = False):
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         nesterov=nesterov and momentum > 0)
+    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
+
+
+def make_schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0):
+    if name == "constant":
+        return None
+    if name == "step":  # ÷10 at 50% and 75% of training is approximated by ×0.1 every third
+        return optim.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
+    if name == "cosine":
+        return optim.CosineLR(optimizer, total=total_steps, warmup=warmup_steps)
+    if name == "onecycle":
+        return optim.OneCycleLR(optimizer, total=total_steps)
+    raise RecipeError("schedule", f"unknown schedule '{name}'")
+
+
+def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
+              on_epoch: Callable | None = None, checkpoint_dir=None) -> Run:
+    """Model, optimizer, schedule, loss and ``Trainer`` for a resolved recipe and ``n_train``
+    training images. Seeds the initialisation with ``recipe.seed`` first, so the same recipe
+    builds the same weights."""
+    from .train import Trainer
+    nn.manual_seed(recipe.seed)
+    model = recipe.preset.build()
+    optimizer = make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.momentum,
+                               recipe.weight_decay)
+    steps_per_epoch = math.ceil(n_train / recipe.batch_size)
+    schedule = make_schedule(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch,
+                             int(recipe.preset.warmup_epochs * steps_per_epoch))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
+                      schedule=schedule, augment=make_augment(recipe.augment), on_batch=on_batch,
+                      on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience)
+    return Run(recipe, model, optimizer, schedule, loss_fn, trainer)
