@@ -61,6 +61,9 @@ def models(folder: Path) -> None:
     io.save_model(folder / "act-tiny.npz.seed", nn.Sequential(
         nn.Linear(2, 2), nn.BatchNorm1d(2), nn.LeakyReLU(0.1), nn.Tanh(), nn.Sigmoid(),
         nn.AvgPool2d(1), nn.Identity()))
+    io.save_model(folder / "ensemble-tiny.npz.seed", nn.Ensemble(
+        nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Tanh(),
+                                                                   nn.Linear(3, 2))), {"ensemble": 2})
     # fuzz_model.py reads an input not starting with "PK" as: byte 0 picks the arrays of one
     # of the model seeds (sorted by name), the rest is the JSON description packed with them.
     # (Named .npz.seed, since the repository ignores *.npz.)

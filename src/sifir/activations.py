@@ -67,6 +67,17 @@ def _run(module: nn.Module, x: np.ndarray, index: str, outputs: list[LayerOutput
 
 
 def hidden_activations(model: nn.Module, x: np.ndarray) -> tuple[list[LayerOutput], np.ndarray]:
-    """(outputs of the nonlinearities in order, the model's output) for input ``x``."""
+    """(outputs of the nonlinearities in order, the model's output) for input ``x``.
+
+    An ensemble's members each have their own hidden layers; the first member's are shown (their
+    indices start with "0."), and the output is the ensemble's."""
+    if isinstance(model, nn.Ensemble):
+        hidden, _ = hidden_activations(model[0], x)
+        was_training = model.training
+        try:
+            output = model.eval()(x)
+        finally:
+            model.train(was_training)
+        return [LayerOutput(f"0.{o.index}", o.layer, o.output) for o in hidden], output
     outputs = layer_outputs(model, x)
     return [o for o in outputs if is_activation(o.layer)], outputs[-1].output

@@ -30,6 +30,8 @@ def describe(module: nn.Module) -> dict:
     """The architecture as plain JSON data: type names and constructor arguments."""
     if isinstance(module, nn.Sequential):
         return {"type": "Sequential", "layers": [describe(layer) for layer in module]}
+    if isinstance(module, nn.Ensemble):
+        return {"type": "Ensemble", "members": [describe(member) for member in module]}
     return {"type": type(module).__name__, "config": module.config()}
 
 
@@ -52,6 +54,8 @@ def build(spec: dict, budget: int | None = None) -> nn.Module:
     kind = spec["type"]
     if kind == "Sequential":
         return _build_sequential(spec.get("layers", []), budget)
+    if kind == "Ensemble":
+        return _build_ensemble(spec.get("members", []), budget)
     cls = nn.LAYERS.get(kind)
     if cls is None:
         raise ModelFileError(f"unknown layer type '{_short(kind)}' (this sifir knows {', '.join(sorted(nn.LAYERS))})")
@@ -80,6 +84,19 @@ def _build_sequential(layers, budget: int | None) -> nn.Sequential:
             raise ModelFileError(f"the architecture needs more values than the file holds ({budget:,}): "
                                  "its arrays belong to another model, or the file is damaged")
     return model
+
+
+def _build_ensemble(members, budget: int | None) -> nn.Ensemble:
+    if not isinstance(members, list) or not members:
+        raise ModelFileError(f"bad ensemble: 'members' must be a non-empty list, got {_short(members)}")
+    built = []
+    for spec in members:
+        built.append(build(spec, budget))
+        if budget is not None and sum(sum(a.size for a in m.state_dict().values()) for m in built) > max(
+                budget, MIN_BUDGET):
+            raise ModelFileError(f"the ensemble needs more values than the file holds ({budget:,}): "
+                                 "its arrays belong to another model, or the file is damaged")
+    return nn.Ensemble(*built)
 
 
 def _sizes(value) -> list[int]:

@@ -1,0 +1,133 @@
+"""Ensembles: averaged probabilities, one model file, and every front end treating it as one model."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sifir import io, models, nn
+from sifir.activations import hidden_activations
+from sifir.errors import ModelFileError
+from sifir.nn.gradcheck import gradcheck
+
+
+def small_member(seed: int) -> nn.Module:
+    nn.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 4))
+
+
+def test_forward_is_the_log_of_the_mean_probability():
+    members = [small_member(s) for s in range(3)]
+    ensemble = nn.Ensemble(*members)
+    x = np.random.default_rng(0).standard_normal((6, 1, 3, 4)).astype(np.float32)
+    mean = np.mean([nn.softmax(m(x).astype(np.float64)) for m in members], axis=0)
+    out = ensemble(x)
+    np.testing.assert_allclose(np.exp(out), mean, rtol=1e-5)
+    np.testing.assert_allclose(nn.softmax(out.astype(np.float64)), mean, rtol=1e-5)   # softmax(log p̄) = p̄
+    assert (out.argmax(1) == mean.argmax(1)).all()
+
+
+def test_one_member_is_that_network():
+    member = small_member(0)
+    x = np.random.default_rng(1).standard_normal((5, 1, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(nn.softmax(nn.Ensemble(member)(x)), nn.softmax(member(x)), rtol=1e-5, atol=1e-7)
+
+
+def test_gradients_match_central_differences():
+    ensemble = nn.Ensemble(*[small_member(s) for s in range(3)])
+    x = np.random.default_rng(2).standard_normal((4, 1, 3, 4))
+    errors = gradcheck(ensemble, x)
+    assert max(errors.values()) < 1e-6, errors
+    assert {"input", "0.1.weight", "2.3.bias"} <= set(errors)
+
+
+def test_an_ensemble_needs_members():
+    with pytest.raises(ValueError):
+        nn.Ensemble()
+
+
+def seed_ensemble(k: int = 3) -> nn.Ensemble:
+    members = []
+    for s in range(k):
+        nn.manual_seed(s)
+        members.append(models.build("seed"))
+    return nn.Ensemble(*members)
+
+
+def test_file_round_trip(tmp_path):
+    ensemble = seed_ensemble()
+    path = io.save_model(tmp_path / "ens.npz", ensemble, {"preset": "seed", "ensemble": 3})
+    loaded, info = io.load_model(path)
+    assert isinstance(loaded, nn.Ensemble) and len(loaded) == 3 and info["ensemble"] == 3
+    x = np.random.default_rng(3).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), ensemble.eval()(x))
+    assert io.describe(loaded) == io.describe(ensemble)
+    assert io.count_parameters(loaded)["weights"] == 3 * 7940
+
+
+def rewrite_meta(path, out, change):
+    arrays = dict(np.load(path, allow_pickle=False))
+    meta = json.loads(str(arrays.pop(io.META_KEY)))
+    change(meta, arrays)
+    np.savez(out, **arrays, **{io.META_KEY: np.array(json.dumps(meta))})
+    return out
+
+
+def test_damaged_members_are_named(tmp_path):
+    path = io.save_model(tmp_path / "ens.npz", seed_ensemble(), {})
+
+    def nan_in_member_two(meta, arrays):
+        arrays["1.1.weight"] = np.full_like(arrays["1.1.weight"], np.nan)
+    with pytest.raises(ModelFileError, match=r"'1\.1\.weight' holds NaN"):
+        io.load_model(rewrite_meta(path, tmp_path / "nan.npz", nan_in_member_two))
+
+    def member_missing(meta, arrays):
+        del arrays["2.3.bias"]
+    with pytest.raises(ModelFileError, match=r"missing array '2\.3\.bias'"):
+        io.load_model(rewrite_meta(path, tmp_path / "missing.npz", member_missing))
+
+    def no_members(meta, arrays):
+        meta["architecture"]["members"] = []
+    with pytest.raises(ModelFileError, match="bad ensemble"):
+        io.load_model(rewrite_meta(path, tmp_path / "empty.npz", no_members))
+
+    def member_is_garbage(meta, arrays):
+        meta["architecture"]["members"][1] = {"type": "Nonsense"}
+    with pytest.raises(ModelFileError, match="unknown layer type 'Nonsense'"):
+        io.load_model(rewrite_meta(path, tmp_path / "garbage.npz", member_is_garbage))
+
+    # a damaged zip member (bytes overwritten inside one member's array) is a damaged file, named
+    data = bytearray(path.read_bytes())
+    start = data.find(b"2.1.weight.npy") + 200
+    data[start:start + 64] = b"\xff" * 64
+    damaged = tmp_path / "flipped.npz"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="flipped.npz"):
+        io.load_model(damaged)
+
+
+def test_the_page_sees_the_first_members_layers():
+    ensemble = seed_ensemble(2)
+    x = np.random.default_rng(4).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    hidden, output = hidden_activations(ensemble, x)
+    assert [h.index for h in hidden] == ["0.2", "0.4"]
+    np.testing.assert_array_equal(output, ensemble.eval()(x))
+
+
+def test_predict_and_evaluate_read_an_ensemble_file(tmp_path, trained_seed_model, mnist_dir):
+    single, info = io.load_model(trained_seed_model)
+    path = io.save_model(tmp_path / "pair.npz", nn.Ensemble(single, single), {**info, "ensemble": 2})
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sifir", *map(str, a)], capture_output=True, text=True)
+    one = run("evaluate", trained_seed_model, "--data-dir", mnist_dir)
+    two = run("evaluate", path, "--data-dir", mnist_dir)
+    assert one.returncode == two.returncode == 0, two.stderr
+    # two copies of one network average to that network: the very same accuracy
+    assert one.stdout.splitlines()[-1] == two.stdout.splitlines()[-1]
+    from sifir.data import mnist
+    from PIL import Image
+    digit = mnist.load_mnist(mnist_dir, download_missing=False)["test_images"][0]
+    Image.fromarray(255 - digit).save(tmp_path / "seven.png")
+    a, b = run("predict", trained_seed_model, tmp_path / "seven.png"), run("predict", path, tmp_path / "seven.png")
+    assert a.returncode == b.returncode == 0, b.stderr
+    assert a.stdout.split(":")[1].split()[0] == b.stdout.split(":")[1].split()[0]
