@@ -43,3 +43,21 @@ def test_before_after_compares_two_copies_of_the_package(mnist_dir):
     lines = out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["lenet5", "seed"]
     assert all("after/before" in line for line in lines)
+
+
+def test_results_table_trains_each_seed_once_and_quotes_the_median(mnist_dir, tmp_path):
+    script = [sys.executable, str(REPO / "benchmarks" / "results.py"), "--presets", "seed", "--seeds", "0,1,2",
+              "--train-args", "--epochs 1", "--data-dir", str(mnist_dir), "--json", str(tmp_path / "r.json"),
+              "--markdown"]
+    first = subprocess.run(script, capture_output=True, text=True, timeout=600, check=True).stdout
+    assert first.count("running: sifir train --model seed") == 3
+    import json
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    accs = sorted(r["test_accuracy"] for r in runs)
+    assert len(set(accs)) == 3 and all(0.5 < a < 1 for a in accs)   # three seeds, three different networks
+    row = next(line for line in first.splitlines() if line.startswith("| `seed`"))
+    assert f"{accs[1]:.2%} [{accs[0]:.2%}–{accs[2]:.2%}]" in row
+    assert "`sifir train --model seed --seed S --epochs 1`" in row
+    assert "Machine:" in first and "cores" in first
+    again = subprocess.run(script, capture_output=True, text=True, timeout=600, check=True).stdout
+    assert "running:" not in again and row in again   # resumed from the file: nothing trained twice

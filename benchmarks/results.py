@@ -1,0 +1,151 @@
+"""The results table: every preset trained on several seeds with the very command a user runs,
+quoted as the median with min–max beside it, and the machine it ran on.
+
+    python benchmarks/results.py --json results.json --markdown           # seed, mlp, cnn, best × seeds 0,1,2
+    python benchmarks/results.py --presets cnn --seeds 0,1,2,3,4 --json cnn.json
+    python benchmarks/results.py --presets best --ensemble 5 --json best.json   # also the 5-network ensemble
+    python benchmarks/results.py --json results.json --markdown --report-only   # the table from a saved run
+
+Each run is `sifir train --model P --seed S --quiet --out …` in a fresh process (what a user
+types, nothing tuned in between); its test accuracy, best validation epoch and seconds per epoch
+come from the model file it writes. Runs already in the JSON file are not repeated, so a long
+table can be built over several sittings (a full default run takes about an hour and a half on a
+2-core machine: most of it the `best` preset's 20 epochs × 3 seeds). Models are kept in
+--models (default: a folder beside the JSON file), so an ensemble can be built from them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from sifir import io  # noqa: E402
+
+
+def machine() -> str:
+    """'Intel(R) Xeon(R) … , 2 cores, Linux' from /proc/cpuinfo and the cores this process may use."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores, {platform.system()}"
+
+
+def command(preset: str, seed: int, out: Path, extra: list[str]) -> list[str]:
+    return ["sifir", "train", "--model", preset, "--seed", str(seed), *extra, "--quiet", "--out", str(out)]
+
+
+def run_one(argv: list[str], data_dir: str | None) -> dict:
+    """Train once in a fresh process; the facts from the model file it writes."""
+    out = Path(argv[argv.index("--out") + 1])
+    full = [sys.executable, "-m", "sifir", *argv[1:]] + (["--data-dir", data_dir] if data_dir else [])
+    start = time.perf_counter()
+    result = subprocess.run(full, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{shlex.join(argv)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    _, info = io.load_model(out)
+    seconds = [h["seconds"] for h in info.get("history", [])]
+    return {"command": shlex.join(argv), "test_accuracy": info["test_accuracy"], "best_epoch": info.get("best_epoch"),
+            "epochs": info.get("epochs"), "seconds_per_epoch": statistics.median(seconds) if seconds else None,
+            "wall_seconds": wall, "model": str(out), "members": info.get("members")}
+
+
+def summarise(values: list[float]) -> str:
+    """'99.45% [99.38–99.51%]' (median and range), or the one value."""
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.2%}"
+    return f"{med:.2%} [{min(values):.2%}–{max(values):.2%}]"
+
+
+def table(results: dict, presets: list[str], ensemble: int | None) -> str:
+    rows = ["| preset | seeds | test accuracy, median [min–max] | s/epoch (median) | wall per run (median) | command |",
+            "| --- | ---: | --- | ---: | ---: | --- |"]
+    for preset in presets:
+        runs = [r for r in results["runs"] if r["preset"] == preset and not r.get("ensemble")]
+        if runs:
+            accs = [r["test_accuracy"] for r in runs]
+            spe = statistics.median([r["seconds_per_epoch"] for r in runs])
+            wall = statistics.median([r["wall_seconds"] for r in runs])
+            seeds = ",".join(str(r["seed"]) for r in runs)
+            options = "".join(" " + shlex.quote(a) for a in runs[0].get("extra", []))
+            rows.append(f"| `{preset}` | {seeds} | {summarise(accs)} | {spe:.1f} | {wall / 60:.1f} min | "
+                        f"`sifir train --model {preset} --seed S{options}` |")
+        for r in (r for r in results["runs"] if r["preset"] == preset and r.get("ensemble")):
+            members = r.get("members") or []
+            member_accs = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
+            rows.append(f"| `{preset}` × {r['ensemble']} (ensemble) | {r['seed']}… | {r['test_accuracy']:.2%} "
+                        f"(members {summarise(member_accs)}) | {r['seconds_per_epoch'] or 0:.1f} | "
+                        f"{r['wall_seconds'] / 60:.1f} min | `{r['command'].split(' --quiet')[0]}` |")
+    return "\n".join(rows) + f"\n\nMachine: {results['machine']}.\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="seed,mlp,cnn,best", help="comma-separated presets")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (at least 3 for a median worth quoting)")
+    p.add_argument("--ensemble", type=int, help="also train one K-network ensemble of each preset "
+                   "(sifir train --ensemble K, seeds S…S+K−1)")
+    p.add_argument("--train-args", default="", help="more options for every `sifir train`, e.g. '--dataset fashion-mnist'")
+    p.add_argument("--data-dir", default=os.environ.get("SIFIR_DATA_DIR"), help="data folder (default $SIFIR_DATA_DIR)")
+    p.add_argument("--json", default="results.json", help="results file (read to resume, then written)")
+    p.add_argument("--models", help="folder for the trained models (default: RESULTS-models/ beside --json)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--report-only", action="store_true", help="train nothing; only print the table from --json")
+    args = p.parse_args(argv)
+
+    presets = [s for s in args.presets.split(",") if s]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    extra = shlex.split(args.train_args)
+    path = Path(args.json)
+    results = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    results["machine"] = results.get("machine") or machine()
+    models = Path(args.models) if args.models else path.with_name(path.stem + "-models")
+    models.mkdir(parents=True, exist_ok=True)
+    done = {r["command"] for r in results["runs"]}
+    tag = "-".join(a.lstrip("-") for a in extra).replace("/", "_")
+
+    plan = []
+    for preset in presets:
+        for seed in seeds:
+            plan.append((preset, seed, None))
+        if args.ensemble:
+            plan.append((preset, seeds[0], args.ensemble))
+    for preset, seed, k in plan if not args.report_only else []:
+        name = f"{preset}{'-' + tag if tag else ''}-s{seed}" + (f"-x{k}" if k else "")
+        argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k)] if k else []))
+        if shlex.join(argv) in done:
+            continue
+        print(f"running: {shlex.join(argv)}", flush=True)
+        r = run_one(argv, args.data_dir)
+        r.update(preset=preset, seed=seed, ensemble=k, extra=extra)
+        results["runs"].append(r)
+        path.write_text(json.dumps(results, indent=1))   # after every run: a long table survives a stop
+        print(f"  test accuracy {r['test_accuracy']:.2%}, {r['seconds_per_epoch']:.1f} s/epoch, "
+              f"{r['wall_seconds'] / 60:.1f} min", flush=True)
+    path.write_text(json.dumps(results, indent=1))
+    if args.markdown or args.report_only:
+        print(table(results, presets, args.ensemble))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
