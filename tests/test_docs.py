@@ -57,12 +57,17 @@ def blocks(text: str) -> list[Block]:
 
 
 def readme_library_blocks(text: str) -> list[Block]:
-    """The ```python blocks under the README's heading that names the library, up to the next
+    """The ```python blocks under the README's heading that names the library."""
+    return readme_section_blocks(text, "library")
+
+
+def readme_section_blocks(text: str, word: str) -> list[Block]:
+    """The ```python blocks under the first README heading holding ``word``, up to the next
     heading of the same or a higher level."""
     lines = text.splitlines()
     for n, line in enumerate(lines):
         m = re.match(r"^(#+)\s+(.*)$", line)
-        if m and "library" in m.group(2).lower():
+        if m and word in m.group(2).lower():
             level, end = len(m.group(1)), len(lines)
             for k in range(n + 1, len(lines)):
                 other = re.match(r"^(#+)\s", lines[k])
