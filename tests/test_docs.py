@@ -126,7 +126,7 @@ def doc_env(monkeypatch, tmp_path, mnist_dir):
     matplotlib.use("Agg")  # a document that plots must not open a window
 
 
-# Figures the tutorials' prose gives "on our machine": the name of the value in the tutorial's
+# Figures the tutorials' prose gives "on our machine": how to read the value from the tutorial's
 # namespace, the figure, and how it is written in each language. The run must come within
 # half a percentage point of each (seeded, so only float rounding differs between machines).
 PROSE_FIGURES = [

@@ -53,19 +53,17 @@ def _onnx():
 
 @dataclass
 class _Graph:
-    """The ONNX graph being built: nodes in order, weights as initialisers, fresh tensor names."""
+    """The ONNX graph being built: nodes in order, weights as initialisers."""
     onnx: object
     nodes: list = field(default_factory=list)
     weights: list = field(default_factory=list)
-    count: int = 0
 
     def weight(self, name: str, array: np.ndarray) -> str:
         self.weights.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
         return name
 
     def node(self, op: str, inputs: list[str], where: str, output: str | None = None, **attributes) -> str:
-        self.count += 1
-        output = output or f"{where}.{op.lower()}"
+        output = output or f"{where}.{op.lower()}"   # tensors named after their layer: "3.relu"
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=f"{where} {op}", **attributes))
         return output
 
@@ -134,8 +132,8 @@ def _emit(module: nn.Module, g: _Graph, x: str, where: str) -> str:
     emit = OPERATORS.get(type(module))
     if emit is None:
         known = ", ".join(sorted(cls.__name__ for cls in OPERATORS))
-        raise ExportError(t("export.unsupported", layer=where or "the model", kind=type(module).__name__,
-                            known=known))
+        raise ExportError(t("export.unsupported", layer=where or type(module).__name__,
+                            kind=type(module).__name__, known=known))
     return emit(module, g, x, where or "model")
 
 

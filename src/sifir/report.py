@@ -178,8 +178,8 @@ def require_matplotlib() -> None:
 
 def draw_learning_curves(curves: dict[str, np.ndarray]):
     fig = _figure_factory()(10, 4)
-    loss_ax, acc_ax = fig.subplots(1, 2)
     from matplotlib.ticker import MaxNLocator
+    loss_ax, acc_ax = fig.subplots(1, 2)
     epoch = curves["epoch"]
     for ax, key, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
