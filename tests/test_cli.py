@@ -140,7 +140,7 @@ def test_explain_replays_the_tutorial(mnist_dir):
     result = sifir("explain", "--data-dir", mnist_dir)
     assert result.returncode == 0, result.stderr
     for text in ("h = x + w1 = 10 + (-2) = 8", "y = h · w2 = 8 · 3 = 24", "dy/dw1 = dy/dh · dh/dw1 = 3 · 1 = 3",
-                 "dy/dw2 = h = 8", "7,940", "(10, 784)"):
+                 "dy/dw2 = h = 8", "7,940", "W1: 10×784"):
         assert text in result.stdout
 
 

@@ -1,6 +1,7 @@
 """The tutorials (docs/tutorial.md, docs/tutorial.tr.md) and the README's library example run.
 
-Every ```python block of a document runs, in order, in one namespace per document. A python
+Every ```python block of a document (in the tutorials, MyST's ```{code-cell} ipython3: they are
+notebooks too) runs, in order, in one namespace per document, as plain Python. A python
 block followed directly by a ```text block must print that text; "..." in the expected text
 matches anything (doctest's ELLIPSIS), for numbers that depend on the machine.
 """
@@ -16,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = [ROOT / "docs" / "tutorial.md", ROOT / "docs" / "tutorial.tr.md"]
-FENCE = re.compile(r"^```(\w*)\s*$")
+# ```python, ```text, … and MyST's ```{code-cell} ipython3, the tutorials' code cells (python).
+FENCE = re.compile(r"^```(\{code-cell\}\s+\S+|\w*)\s*$")
 
 
 @dataclass
@@ -46,7 +48,8 @@ def blocks(text: str) -> list[Block]:
             i += 1
         if i == len(lines):
             raise ValueError(f"line {start + 1}: code block never closed")
-        block = Block(m.group(1), "\n".join(body) + "\n", start + 1)
+        lang = "python" if m.group(1).startswith("{code-cell}") else m.group(1)
+        block = Block(lang, "\n".join(body) + "\n", start + 1)
         if block.lang == "text" and found and found[-1].lang == "python" and gap_only_blank:
             found[-1].expected = block.code
         else:
@@ -57,12 +60,17 @@ def blocks(text: str) -> list[Block]:
 
 
 def readme_library_blocks(text: str) -> list[Block]:
-    """The ```python blocks under the README's heading that names the library, up to the next
+    """The ```python blocks under the README's heading that names the library."""
+    return readme_section_blocks(text, "library")
+
+
+def readme_section_blocks(text: str, word: str) -> list[Block]:
+    """The ```python blocks under the first README heading holding ``word``, up to the next
     heading of the same or a higher level."""
     lines = text.splitlines()
     for n, line in enumerate(lines):
         m = re.match(r"^(#+)\s+(.*)$", line)
-        if m and "library" in m.group(2).lower():
+        if m and word in m.group(2).lower():
             level, end = len(m.group(1)), len(lines)
             for k in range(n + 1, len(lines)):
                 other = re.match(r"^(#+)\s", lines[k])
@@ -81,9 +89,9 @@ def output_matches(expected: str, got: str) -> bool:
     return doctest.OutputChecker().check_output(strip(expected), strip(got), doctest.ELLIPSIS)
 
 
-def run_blocks(path: Path, code_blocks: list[Block]) -> int:
+def run_blocks(path: Path, code_blocks: list[Block], namespace: dict | None = None) -> int:
     """Run the python blocks in one namespace; returns how many printed output was checked."""
-    namespace = {"__name__": "__doc_example__"}
+    namespace = {"__name__": "__doc_example__"} if namespace is None else namespace
     checked = 0
     for b in code_blocks:
         if b.lang != "python":
@@ -118,12 +126,32 @@ def doc_env(monkeypatch, tmp_path, mnist_dir):
     matplotlib.use("Agg")  # a document that plots must not open a window
 
 
+# Figures the tutorials' prose gives "on our machine": how to read the value from the tutorial's
+# namespace, the figure, and how it is written in each language. The run must come within
+# half a percentage point of each (seeded, so only float rounding differs between machines).
+PROSE_FIGURES = [
+    (lambda ns: ns["val_acc"], 0.939, "93.9%", "%93,9"),
+    (lambda ns: ns["acc"][0.01], 0.82, "about 82%", "%82 kadarını"),
+    (lambda ns: ns["acc"][0.1], 0.94, "instead of 94%", "%94'ü yerine"),
+    (lambda ns: ns["seed_sgd"], 0.761, "76.1%", "%76,1"),
+    (lambda ns: ns["mlp_sgd"], 0.700, "70.0%", "%70,0"),
+    (lambda ns: ns["mlp_adam"], 0.874, "87.4%", "%87,4"),
+]
+
+
 @pytest.mark.parametrize("path, code_blocks", documents())
 def test_document_runs_and_prints_what_it_shows(doc_env, path, code_blocks):
     assert code_blocks, f"{path.name}: no python blocks found"
-    checked = run_blocks(path, code_blocks)
+    namespace = {"__name__": "__doc_example__"}
+    checked = run_blocks(path, code_blocks, namespace)
     if path in TUTORIALS:
         assert checked >= 8, f"{path.name}: only {checked} blocks with expected output"
+        text = path.read_text(encoding="utf-8")
+        for value, figure, en, tr in PROSE_FIGURES:
+            assert (tr if path.name.endswith(".tr.md") else en) in text
+            assert abs(value(namespace) - figure) <= 0.005, (en, value(namespace))
+        history = namespace["history"]   # "the validation accuracy dipped in the second epoch"
+        assert history[1].val_acc < history[0].val_acc
 
 
 def code_tokens(code: str) -> list[tuple[int, str]]:

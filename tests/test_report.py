@@ -240,3 +240,21 @@ def test_activation_samples_in_eval_mode_and_mode_restored():
         np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predict_logits(model, x),
                                h2 @ model[5].weight.data.T + model[5].bias.data, rtol=1e-5, atol=1e-6)
+
+
+def test_predictions_are_the_models_answers(trained):
+    _, model, _, x, y = trained
+    read = report.predictions(model, x, y, range(5, 21))
+    probs = nn.softmax(predict_logits(model, x[5:21]).astype(np.float64))
+    assert list(read["index"]) == list(range(5, 21)) and list(read["true"]) == list(y[5:21])
+    assert np.array_equal(read["predicted"], probs.argmax(axis=1))
+    np.testing.assert_allclose(read["probability"], probs.max(axis=1), atol=1e-5)  # float32 logits of another batch
+    assert np.array_equal(read["images"][0], x[5, 0])
+    assert len(images_drawn(report.draw_predictions(read))) == 16
+
+
+def test_show_writes_a_png_outside_a_notebook(trained, tmp_path):
+    """In a Jupyter kernel it displays the figure instead (tests/test_notebooks.py)."""
+    _, model, _, x, y = trained
+    path = report.show(report.draw_confusion(report.confusion_data(model, x, y)), tmp_path / "c.png")
+    assert path == tmp_path / "c.png" and Image.open(path).size == SEED_SIZES["confusion"]

@@ -202,6 +202,12 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_model_file, summary
+    print(summary(export_model_file(args.model, args.out, probabilities=args.probabilities)))
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import report_model_file
     print(f"report written to {report_model_file(args.model, args.out, args.data_dir)}")
@@ -348,6 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="folder to write (default: MODEL-report/ next to the model file)")
     g.add_argument("--data-dir", help=data_help)
     g.set_defaults(func=cmd_report)
+
+    o = sub.add_parser("export", help="write a model as ONNX, to run in onnxruntime and elsewhere", formatter_class=fmt,
+                       description="Write MODEL as an ONNX file (opset 17): input 'image', normalised images "
+                       "(batch, 1, 28, 28); output 'logits'. The file's metadata holds the normalisation, the class "
+                       "names and the training facts. Needs the onnx extra: pip install 'sifir[onnx]'.")
+    o.add_argument("model", help="a model file written by sifir train")
+    o.add_argument("out", nargs="?", help="ONNX file to write (default: MODEL with the suffix .onnx)")
+    o.add_argument("--probabilities", action="store_true", help="add a second output, 'probabilities' (softmax)")
+    o.set_defaults(func=cmd_export)
 
     s = sub.add_parser("serve", help="the drawing page: draw a digit and watch the network read it",
                        formatter_class=fmt, description="Serve a web page to draw digits on (mouse, pen or "

@@ -27,3 +27,7 @@ class ImageError(SifirError):
 
 class TrainingDiverged(SifirError):
     """The loss became NaN or infinite."""
+
+
+class ExportError(SifirError):
+    """A model cannot be written in another format (a layer with no ONNX operator, a missing package)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import io, models, nn
-from .messages import get_messages
+from .messages import get_messages, number
 from .scalar import Value
 
 
@@ -42,8 +42,12 @@ def seed_walkthrough(image: np.ndarray, label: int, seed: int = 0) -> dict:
             "W1": model[1].weight, "W2": model[3].weight, "counts": io.count_parameters(model)}
 
 
-def render(lang: str = "en", image: np.ndarray | None = None, label: int = 0, lr: float = 0.01) -> str:
+def render(lang: str = "en", image: np.ndarray | None = None, label: int = 0, lr: float = 0.01,
+           train_images: int = 55_000) -> str:
+    """The walk-through as text. ``image`` is a normalised 28×28 input (the CLI passes the
+    first MNIST test image); without one, a drawn stroke of a 1 stands in."""
     m = {k.removeprefix("explain."): v for k, v in get_messages(lang).items() if k.startswith("explain.")}
+    num = lambda n: number(n, lang)   # counts are prose: 7,940 in English, 7.940 in Turkish
     t = toy_example(lr)
     out = [m["toy_title"], m["toy_forward"].format(**t), m["toy_chain"].format(**t),
            m["toy_step"].format(**t), ""]
@@ -51,14 +55,18 @@ def render(lang: str = "en", image: np.ndarray | None = None, label: int = 0, lr
         image = np.zeros((28, 28), np.float32)
         image[6:22, 13:15] = 2.8
         image = (image - 0.4242 * (image == 0)).astype(np.float32)
-        label = 1
+        label, seen = 1, m["drawn_image"].format(label=1)
+    else:
+        seen = m["first_test_image"].format(label=label)
     w = seed_walkthrough(image, label)
     fmt = lambda a: np.array2string(np.asarray(a).ravel(), precision=2, suppress_small=True, max_line_width=100)
+    shape = lambda a: "×".join(map(str, a.shape))
+    counts = {k: num(v) for k, v in w["counts"].items()}
     out += [m["net_title"],
-            m["net_shapes"].format(w1=w["W1"].shape, w2=w["W2"].shape, **w["counts"]),
-            m["net_forward"].format(label=label, h1=fmt(w["h1"]), h2=fmt(w["h2"]), probs=fmt(w["probs"]),
-                                    loss=w["loss"]),
-            m["net_backward"].format(g1=w["W1"].grad.shape, g2=w["W2"].grad.shape,
+            m["net_shapes"].format(w1=shape(w["W1"]), w2=shape(w["W2"]), pixels=w["W1"].shape[1], **counts),
+            m["net_forward"].format(image=seen, label=label, h1=fmt(w["h1"]), h2=fmt(w["h2"]),
+                                    probs=fmt(w["probs"]), loss=w["loss"]),
+            m["net_backward"].format(g1=shape(w["W1"].grad), g2=shape(w["W2"].grad),
                                      n1=float(np.abs(w["W1"].grad).sum()), n2=float(np.abs(w["W2"].grad).sum())),
-            m["net_update"]]
+            m["net_update"].format(images=num(train_images))]
     return "\n".join(out)

@@ -121,31 +121,37 @@ def count_parameters(model: nn.Module) -> dict:
     return {"weights": weights, "biases": biases, "total": weights + biases}
 
 
-# -- atomic npz -------------------------------------------------------------------------------
+# -- atomic writes ----------------------------------------------------------------------------
 def write_npz_atomic(path, arrays: dict, meta: dict) -> Path:
-    """Write arrays + JSON meta to ``path`` via temp file, fsync and rename.
+    """Write arrays + JSON meta to ``path`` via temp file, fsync and rename (``write_atomic``)."""
+    payload = dict(arrays)
+    payload[META_KEY] = np.array(json.dumps(meta))
+    return write_atomic(path, lambda f: np.savez(f, **payload))
+
+
+def write_atomic(path, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, fsync it and rename it
+    over ``path``: readers see the old file or the new one, never half of either.
 
     An OSError (disk full, no permission, a file where the folder should be) becomes a
     ModelFileError naming the file; the temporary file is gone and ``path`` is as it was."""
     path = Path(path)
     try:
-        _write_npz_atomic(path, arrays, meta)
+        _write_atomic(path, write)
     except OSError as e:
         where = f" ({e.filename})" if e.filename and Path(e.filename) in path.parents else ""  # mkdir
         raise ModelFileError(f"could not write {path}: {e.strerror or e}{where}") from e
     return path
 
 
-def _write_npz_atomic(path: Path, arrays: dict, meta: dict) -> None:
+def _write_atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
-    payload = dict(arrays)
-    payload[META_KEY] = np.array(json.dumps(meta))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -78,6 +78,16 @@ def t(key: str, lang: str | None = None, **values) -> str:
     return template.format(**values)
 
 
+def number(value, lang: str | None = None, decimals: int | None = None) -> str:
+    """A number as prose writes it in the chosen language: 7,940 and 0.01 in English, 7.940
+    and 0,01 in Turkish (the separators are the table's "number.thousands"/"number.decimal").
+    Formulas and code keep Python's 0.01 and write no thousands separator."""
+    table = MESSAGES[language(lang)]
+    text = f"{value:,.{decimals}f}" if decimals is not None else f"{value:,}"
+    swap = {",": table["number.thousands"], ".": table["number.decimal"]}
+    return "".join(swap.get(c, c) for c in text)
+
+
 def page_messages(lang: str) -> dict:
     """The web page's sentences (keys "page.…", without the prefix) in ``lang``."""
     table = get_messages(lang)

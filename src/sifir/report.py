@@ -1,9 +1,11 @@
 """`sifir report`: pictures of what a trained network learned, and one page that shows them.
 
 Every picture is made in two steps: a plain function computes its data from the model (NumPy
-only: ``learning_curves``, ``confusion_data``, ``misclassified``, ``first_layer_images``,
-``activation_samples``, ``weight_matrices``), and a ``draw_*`` function turns that data into a
-matplotlib figure. Tests compare the figures' data with what the model computes.
+only: ``learning_curves``, ``confusion_data``, ``predictions``, ``misclassified``,
+``first_layer_images``, ``activation_samples``, ``weight_matrices``), and a ``draw_*`` function
+turns that data into a matplotlib figure. Tests compare the figures' data with what the model
+computes. The tutorial draws its pictures with the same functions (``show`` puts them inline
+in a notebook).
 
 matplotlib (the ``plots`` extra) is imported only when drawing, so the core needs NumPy alone.
 Figures are drawn on matplotlib's ``Figure`` with the Agg canvas, never through pyplot: no
@@ -67,18 +69,27 @@ def confusion_data(model: nn.Module, x: np.ndarray, y: np.ndarray, logits: np.nd
     return metrics.confusion_matrix(y, logits.argmax(axis=1))
 
 
+def predictions(model: nn.Module, x: np.ndarray, y: np.ndarray, index=None,
+                logits: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """What the model reads in the images ``x[index]`` (all when None): the indices, the images
+    (28×28), true and predicted labels, and the probability given to the predicted one."""
+    logits = predict_logits(model, x) if logits is None else logits
+    probs = nn.softmax(logits.astype(np.float64))
+    index = np.arange(len(x)) if index is None else np.asarray(index, dtype=np.int64)
+    pred = probs[index].argmax(axis=1)
+    return {"index": index, "images": np.asarray(x)[index].reshape(len(index), 28, 28),
+            "true": np.asarray(y)[index], "predicted": pred, "probability": probs[index, pred]}
+
+
 def misclassified(model: nn.Module, x: np.ndarray, y: np.ndarray, k: int = 32,
                   logits: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The ``k`` mistakes the model is surest of: indices into ``x``, the images (28×28),
-    true and predicted labels, and the probability given to the wrong answer."""
+    """The ``k`` mistakes the model is surest of (``predictions`` of those images, surest first)."""
     logits = predict_logits(model, x) if logits is None else logits
     probs = nn.softmax(logits.astype(np.float64))
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != y)
     confidence = probs[wrong, pred[wrong]]
-    index = wrong[np.argsort(-confidence, kind="stable")[:k]]
-    return {"index": index, "images": np.asarray(x)[index].reshape(len(index), 28, 28),
-            "true": np.asarray(y)[index], "predicted": pred[index], "probability": probs[index, pred[index]]}
+    return predictions(model, x, y, wrong[np.argsort(-confidence, kind="stable")[:k]], logits)
 
 
 def first_learnable(model: nn.Module) -> tuple[str, nn.Parameter]:
@@ -135,6 +146,31 @@ def _figure_factory():
     return new_figure
 
 
+def png(figure) -> bytes:
+    """The figure as PNG bytes, at the report's resolution."""
+    from io import BytesIO
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def show(figure, file: str) -> Path | None:
+    """Show a figure inline when running in a Jupyter kernel (the tutorial as a notebook);
+    anywhere else write it as the PNG ``file`` and return its path."""
+    try:
+        from IPython import get_ipython
+        in_kernel = get_ipython() is not None and hasattr(get_ipython(), "kernel")
+    except ImportError:
+        in_kernel = False
+    if in_kernel:
+        from IPython.display import Image, display
+        display(Image(data=png(figure), format="png"))
+        return None
+    path = Path(file)
+    path.write_bytes(png(figure))
+    return path
+
+
 def require_matplotlib() -> None:
     """Fail early (before a long training) when the report could not be drawn."""
     _figure_factory()
@@ -142,9 +178,11 @@ def require_matplotlib() -> None:
 
 def draw_learning_curves(curves: dict[str, np.ndarray]):
     fig = _figure_factory()(10, 4)
+    from matplotlib.ticker import MaxNLocator
     loss_ax, acc_ax = fig.subplots(1, 2)
     epoch = curves["epoch"]
     for ax, key, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.plot(epoch, curves[f"train_{key}"], "o-", label="training")
         ax.plot(epoch, curves[f"val_{key}"], "s-", label="validation")
         ax.set_xlabel("epoch")
@@ -200,7 +238,7 @@ def _image_grid(images, columns: int, labels=None, symmetric: bool = False, widt
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         x0, y0 = c * cell_w, r * cell_h + label_room
-        if symmetric:  # red excites, blue inhibits; white is zero for every image
+        if symmetric:  # red positive, blue negative; white is zero for every image
             bound = max(float(np.abs(image).max()), 1e-12)
             ax.imshow(image, cmap="RdBu_r", vmin=-bound, vmax=bound, extent=(x0, x0 + w, y0 + h, y0))
         else:
@@ -214,12 +252,16 @@ def _image_grid(images, columns: int, labels=None, symmetric: bool = False, widt
     return fig
 
 
-def draw_misclassified(mistakes: dict[str, np.ndarray], columns: int = 8):
-    labels = [f"true {t} → {p}\n({q:.0%})" for t, p, q in
-              zip(mistakes["true"], mistakes["predicted"], mistakes["probability"])]
-    fig = _image_grid(mistakes["images"], columns, labels, width=9)
-    fig.suptitle("test digits the network got wrong, surest mistakes first")
+def draw_predictions(read: dict[str, np.ndarray], columns: int = 8, title: str = "test digits and what the network read"):
+    """Each image with its true label, what the network read and how sure it was (``predictions``)."""
+    labels = [f"true {t} → {p}\n({q:.0%})" for t, p, q in zip(read["true"], read["predicted"], read["probability"])]
+    fig = _image_grid(read["images"], columns, labels, width=9)
+    fig.suptitle(title)
     return fig
+
+
+def draw_misclassified(mistakes: dict[str, np.ndarray], columns: int = 8):
+    return draw_predictions(mistakes, columns, "test digits the network got wrong, surest mistakes first")
 
 
 def _grid_columns(n: int) -> int:
@@ -239,7 +281,9 @@ def draw_first_layer(name: str, images: np.ndarray):
     fig = _image_grid(shown, _grid_columns(n), labels, symmetric=True, label_size=9)
     more = f" (first {n} of {len(images)})" if len(images) > n else ""
     size = "×".join(map(str, images.shape[1:]))
-    fig.suptitle(f"first layer ({name}), one {size} image per {what}{more}: red excites, blue inhibits")
+    # Not "red excites": inputs are normalised, so blank paper is negative and a red (positive)
+    # weight there lowers the output; only on ink does it raise it.
+    fig.suptitle(f"first layer ({name}), one {size} image per {what}{more}: red positive, blue negative weights")
     return fig
 
 
