@@ -107,6 +107,19 @@ def test_every_layer_variant_gives_the_same_logits_in_onnxruntime(name, mnist, t
     assert_same_answers(model, path, mnist["test_x"])
 
 
+def test_an_ensemble_gives_the_same_logits_in_onnxruntime(mnist, tmp_path):
+    members = []
+    for seed in range(3):
+        nn.manual_seed(seed)
+        members.append(few_steps(models.build("seed"), mnist))
+    nn.manual_seed(3)
+    members.append(few_steps(models.build("cnn"), mnist))          # members need not be alike
+    ensemble = nn.Ensemble(*members).eval()
+    path = export.export_model(ensemble, tmp_path / "ensemble.onnx", {"ensemble": 4}).path
+    assert_same_answers(ensemble, path, mnist["test_x"])
+    assert ops(path).count("Mean") == 1 and ops(path)[-1] == "Log"
+
+
 def test_the_tests_cover_every_layer_type():
     """A layer type added to sifir must be exported (or refused) here before it ships."""
     nn.manual_seed(0)

@@ -113,6 +113,18 @@ def _nothing(layer, g: _Graph, x: str, where: str) -> str:
     return x
 
 
+def _ensemble(ensemble: nn.Ensemble, g: _Graph, x: str, where: str) -> str:
+    # log(max(mean_k softmax(z_k), tiny)): what nn.Ensemble computes, the clip included
+    probs = []
+    for k, member in enumerate(ensemble):
+        name = f"{where}.{k}" if where else str(k)
+        probs.append(g.node("Softmax", [_emit(member, g, x, name)], name, axis=-1))
+    here = where or "ensemble"
+    mean = g.node("Mean", probs, here)
+    tiny = g.weight(f"{here}.tiny", np.array(np.finfo(np.float32).tiny, np.float32))
+    return g.node("Log", [g.node("Max", [mean, tiny], here)], here)
+
+
 # Exact types: a future subclass of a layer is not silently exported as its parent.
 OPERATORS = {
     nn.Linear: _linear, nn.Conv2d: _conv,
@@ -129,6 +141,8 @@ def _emit(module: nn.Module, g: _Graph, x: str, where: str) -> str:
         for i, layer in enumerate(module):
             x = _emit(layer, g, x, f"{where}.{i}" if where else str(i))
         return x
+    if type(module) is nn.Ensemble:
+        return _ensemble(module, g, x, where)
     emit = OPERATORS.get(type(module))
     if emit is None:
         known = ", ".join(sorted(cls.__name__ for cls in OPERATORS))
