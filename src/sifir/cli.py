@@ -68,6 +68,8 @@ def summary(model: nn.Module) -> str:
 def recipe_from_args(args) -> Recipe:
     """The command line's options as a checked recipe (unset ones take the preset's)."""
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if hasattr(args, f.name)}
+    if options.get("hidden") is not None:
+        options["hidden"] = tuple(options["hidden"])
     return Recipe(**options).resolved()
 
 
@@ -105,7 +107,8 @@ def cmd_train(args) -> int:
     run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
                     checkpoint_dir=args.checkpoint_dir or args.resume)
     model, trainer = run.model, run.trainer
-    print(f"model '{recipe.model}': {recipe.preset.description}")
+    print(f"model '{recipe.model}': {recipe.preset.description}"
+          + (f" ({' → '.join(map(str, (784, *recipe.hidden, 10)))}, {recipe.activation})" if recipe.hidden else ""))
     print(summary(model))
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
@@ -299,7 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a network on MNIST and save it", formatter_class=fmt,
                        description="Train a preset network on MNIST, report validation accuracy per epoch and "
                        "the final test accuracy, and save the model. Unset options take the preset's recipe.")
-    t.add_argument("--model", default="mlp", choices=list(models.PRESETS), help="network preset")
+    t.add_argument("--model", default="mlp", choices=[*models.PRESETS, models.CUSTOM],
+                   help="network preset, or custom: an MLP of your own (--hidden, --activation)")
+    t.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
+                   help=f"custom model: the hidden layers' widths, e.g. --hidden 128 64 "
+                        f"(default: {' '.join(map(str, models.CUSTOM_HIDDEN))})")
+    t.add_argument("--activation", choices=list(models.ACTIVATIONS),
+                   help=f"custom model: the nonlinearity after each hidden layer (default: {models.CUSTOM_ACTIVATION})")
     t.add_argument("--epochs", type=int, help="passes over the training set (preset's default)")
     t.add_argument("--batch-size", type=int, help="images per gradient step (preset's default)")
     t.add_argument("--lr", type=float, help="learning rate (preset's default)")
