@@ -101,6 +101,7 @@ class Trainer:
         self._position = None          # mid-epoch resume point, from a checkpoint
         self._stop_requested = False
         self._start_loss = None        # the first batch's loss (floored at ln C): divergence is far above it
+        self._batch = (0, 0)           # (batch index, batches) being trained
         self.last_batch = None         # (loss, correct, size) of the batch just trained, for on_batch
 
     # -- the loop -------------------------------------------------------------------------
@@ -108,8 +109,20 @@ class Trainer:
         previous = signal.getsignal(signal.SIGINT)
         installed = _install_sigint(self._request_stop)
         try:
-            with np.errstate(over="raise"):   # an overflow is divergence: _train_epoch says so
-                self._fit_epochs(train_x, train_y, val_x, val_y, epochs)
+            while self.epoch < epochs:
+                try:
+                    result = self._train_epoch(train_x, train_y, val_x, val_y)
+                except FloatingPointError as e:   # from np.errstate(over="raise") on _train_epoch
+                    raise self._diverged("overflow", detail=str(e)) from None
+                self.history.append(result)
+                self.epoch += 1
+                improved = self._track_best(result)
+                if self.checkpoint_dir:
+                    self.save_checkpoint()
+                if self.on_epoch:
+                    self.on_epoch(result)
+                if self.patience and not improved and self.epoch - self.best_epoch >= self.patience:
+                    break
         finally:
             if installed:
                 signal.signal(signal.SIGINT, previous)
@@ -117,19 +130,7 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         return self.history
 
-    def _fit_epochs(self, train_x, train_y, val_x, val_y, epochs: int) -> None:
-        while self.epoch < epochs:
-            result = self._train_epoch(train_x, train_y, val_x, val_y)
-            self.history.append(result)
-            self.epoch += 1
-            improved = self._track_best(result)
-            if self.checkpoint_dir:
-                self.save_checkpoint()
-            if self.on_epoch:
-                self.on_epoch(result)
-            if self.patience and not improved and self.epoch - self.best_epoch >= self.patience:
-                break
-
+    @np.errstate(over="raise")   # an overflow is divergence: fit says so
     def _train_epoch(self, x, y, val_x, val_y) -> EpochResult:
         start = time.perf_counter()
         n, bs = len(x), self.batch_size
@@ -154,21 +155,19 @@ class Trainer:
             xb, yb = x[idx], y[idx]
             if self.augment is not None:
                 xb = self.augment(xb, self.rng)
-            try:
-                logits = self.model(xb)
-                loss = self.loss_fn(logits, yb)
-                self._check_loss(loss, logits.shape[1], b, n_batches, last_good)
-                hits = int(np.count_nonzero(logits.argmax(axis=1) == yb))
-                loss_sum += loss * len(yb)
-                correct += hits
-                seen += len(yb)
-                last_good = loss
-                for p in params:  # model.zero_grad()
-                    p.grad = None
-                self.model.backward(self.loss_fn.backward(), need_input_grad=False)
-                self.optimizer.step()
-            except FloatingPointError as e:   # raised by np.errstate(over="raise") in fit
-                raise self._diverged("overflow", b, n_batches, detail=str(e)) from None
+            self._batch = (b, n_batches)   # where a divergence is reported
+            logits = self.model(xb)
+            loss = self.loss_fn(logits, yb)
+            self._check_loss(loss, logits.shape[1], last_good)
+            hits = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            loss_sum += loss * len(yb)
+            correct += hits
+            seen += len(yb)
+            last_good = loss
+            for p in params:  # model.zero_grad()
+                p.grad = None
+            self.model.backward(self.loss_fn.backward(), need_input_grad=False)
+            self.optimizer.step()
             self.last_batch = (loss, hits, len(yb))
             if self.schedule is not None:
                 self.schedule.step()
@@ -184,24 +183,22 @@ class Trainer:
                 raise Interrupted(f"interrupted in epoch {self.epoch + 1} after batch {b + 1}/{n_batches}")
         val_loss = val_acc = None
         if val_x is not None:
-            try:
-                val_loss, val_acc = evaluate(self.model, val_x, val_y)
-            except FloatingPointError as e:
-                raise self._diverged("overflow", n_batches - 1, n_batches, detail=str(e)) from None
+            val_loss, val_acc = evaluate(self.model, val_x, val_y)
         return EpochResult(self.epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                            self.optimizer.lr, time.perf_counter() - start)
 
-    def _check_loss(self, loss: float, classes: int, b: int, n_batches: int, last_good) -> None:
+    def _check_loss(self, loss: float, classes: int, last_good) -> None:
         if not math.isfinite(loss):
-            raise self._diverged("not_finite", b, n_batches, loss=loss, last_good=last_good)
+            raise self._diverged("not_finite", loss=loss, last_good=last_good)
         if self._start_loss is None:
             self._start_loss = max(loss, math.log(classes))
         elif loss > DIVERGED_FACTOR * self._start_loss:
-            raise self._diverged("exploded", b, n_batches, loss=loss, start=self._start_loss)
+            raise self._diverged("exploded", loss=loss, start=self._start_loss)
 
-    def _diverged(self, reason: str, b: int, n_batches: int, **values) -> TrainingDiverged:
+    def _diverged(self, reason: str, **values) -> TrainingDiverged:
         """The verdict, in words ("train.diverged_<reason>") and as details for a front end."""
         lr = self.schedule.base_lr if self.schedule is not None else self.optimizer.lr   # as the user set it
+        b, n_batches = self._batch
         where = {"epoch": self.epoch + 1, "batch": b + 1, "batches": n_batches}
         why = t(f"train.diverged_{reason}", **values)
         if values.get("last_good") is not None:
