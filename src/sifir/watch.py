@@ -135,7 +135,8 @@ class Watch:
                 return
             model.load_state_dict(trainer.best_state)
         snapshot = self.snapshot_of_model()
-        self.send({"type": "end", "state": outcome, **extra, **snapshot, "seconds": self.active_seconds()})
+        self.send({"type": "end", "state": outcome, **extra, **snapshot, "seconds": self.active_seconds(),
+                   "test_accuracy": snapshot["info"]["test_accuracy"]})
 
     # -- between two batches ------------------------------------------------------------------
     def on_batch(self, i: int, n: int, loss: float) -> None:

@@ -196,6 +196,7 @@ class LiveRun:
         self.state = "queued"
         self.started = None                  # the "started" report
         self.points, self.epochs = [], []    # batch reports; epoch reports (images of the last one only)
+        self.samples = []                    # the running estimate of each look: {step, epoch, loss, acc}
         self.look = self.pin = self.end = None
         self.pid = None
         self.final = None                    # (architecture, weights, info) once ended
@@ -314,6 +315,7 @@ class LiveRun:
                 self.pin = {"pin": m["pin"], "step": m["step"]}
         elif kind == "look":
             self.look = m
+            self.samples.append({"step": m["step"], "epoch": m["epoch"], **m["sample"]})
             if "pin" in m:
                 self.pin = {"pin": m["pin"], "step": m["step"]}
         elif kind == "pin":
@@ -332,6 +334,7 @@ class LiveRun:
                     waiting[0].set()
                 return None
             self.state, self.end, self.final = m["state"], m, snapshot
+            m["has_weights"] = snapshot is not None
             for done, slot in self.snapshots.values():   # asked just before the end: the end answers
                 if snapshot is not None:
                     slot.append(snapshot)
@@ -342,7 +345,7 @@ class LiveRun:
         out = {"id": self.id, "label": self.label, "state": self.state, "recipe": self.recipe.options(),
                "command": self.recipe.command(), "pid": self.pid, "has_weights": self.final is not None}
         if full:
-            out.update({"started": self.started, "points": self.points, "epochs": self.epochs,
+            out.update({"started": self.started, "points": self.points, "epochs": self.epochs, "samples": self.samples,
                         "look": self.look, "pin": self.pin, "end": self.end})
         return out
 
