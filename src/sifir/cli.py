@@ -264,8 +264,12 @@ def cmd_serve(args) -> int:
     token = secrets.token_urlsafe(24)   # this launch's key to the training API
     everywhere = args.host in ("0.0.0.0", "::", "")
     hosts = [*LOOPBACK_NAMES, args.host] + ([socket_hostname()] if everywhere else [])
-    app = create_app(model, token=token, hosts=hosts, port=port, any_ip=everywhere,
-                     learn_options={"data_dir": getattr(args, "data_dir", None)})
+    try:
+        app = create_app(model, token=token, hosts=hosts, port=port, any_ip=everywhere,
+                         learn_options={"data_dir": args.data_dir})
+    except BaseException:
+        sock.close()
+        raise
     shown = f"[{args.host}]" if ":" in args.host else args.host
     what = f"{model} " if model else ""
     print(f"sifir: serving {what}on http://{shown}:{port}/?token={token}  (Ctrl-C to stop)", flush=True)

@@ -53,7 +53,7 @@ PAGE_LIMITS = Limits(max_epochs=50, max_batch_size=1024, models=("seed", "mlp", 
                      max_layers=4, max_width=1024)
 OPTIONS = ("model", "hidden", "activation", "epochs", "batch_size", "lr", "optimizer", "momentum",
            "weight_decay", "schedule", "label_smoothing", "augment", "patience", "seed")
-MAX_RUNS = 4             # runs kept at once (finished ones too): A and B of a comparison, and room
+MAX_RUNS = 4             # runs kept at once (finished ones too), at least: A and B of a comparison, and room
 MAX_PACE = 10_000        # batches per second a paced run may be asked for
 QUEUE_SIZE = 256         # reports waiting for one slow tab; past that it is dropped and reconnects
 ENDED = ("done", "stopped", "diverged", "failed")
@@ -356,6 +356,7 @@ class LearnRoom:
                  grace: float = 10.0, abandon: float = 600.0, draw=None):
         self.data_dir, self.limits = data_dir, limits
         self.slots = slots or max(1, (os.cpu_count() or 1) // 4)
+        self.max_runs = max(MAX_RUNS, self.slots + 2)   # room for one waiting in line
         self.grace, self.abandon = grace, abandon
         self.runs: dict[str, LiveRun] = {}
         self.ids = itertools.count(1)
@@ -370,8 +371,8 @@ class LearnRoom:
         with self.lock:
             if self.closed.is_set():
                 raise ApiError(503, "closing", "the server is shutting down")
-            if len(self.runs) >= MAX_RUNS:
-                raise ApiError(409, "too_many_runs", f"there are already {MAX_RUNS} runs: reset one to start another")
+            if len(self.runs) >= self.max_runs:
+                raise ApiError(409, "too_many_runs", f"there are already {self.max_runs} runs: reset one to start another")
             run = LiveRun(self, str(next(self.ids)), replace(recipe, data_dir=self.data_dir), settings)
             self.runs[run.id] = run
             self._publish("run", run.summary())
@@ -465,7 +466,7 @@ class LearnRoom:
 
     # -- the whole room -------------------------------------------------------------------------------------
     def room_info(self, watchers: int | None = None) -> dict:
-        return {"slots": self.slots, "cpus": os.cpu_count(), "max_runs": MAX_RUNS,
+        return {"slots": self.slots, "cpus": os.cpu_count(), "max_runs": self.max_runs,
                 "watchers": len(self.watchers) if watchers is None else watchers}
 
     def describe(self) -> dict:
