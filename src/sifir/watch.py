@@ -110,6 +110,8 @@ class Watch:
                    "train": len(data.train_x), "validation": len(data.val_x), "test": len(data.test_x),
                    "batches": self.n_batches, "epochs": recipe.epochs, "sample": len(self.sample_x)})
         self.look()
+        if self.stepping:   # started with a step: its look compares with these weights
+            self.before, self.look_due = self.weights(), True
         outcome, extra = "done", {}
         try:
             if self.paused:
@@ -153,15 +155,16 @@ class Watch:
             if wait > 0 and self.conn.poll(wait):   # wait, but hear a command at once
                 self.handle_commands()
             now = self.last_tick = time.perf_counter()
-        if self.stepping or i == n or now - self.last_report >= REPORT_EVERY:
-            self.report_batch(i, n, now)
+        stepped = self.stepping
+        self.handle_commands()
+        if stepped or self.paused or i == n or now - self.last_report >= REPORT_EVERY:
+            self.report_batch(i, n, now)   # a pause comes after the report of its last batch
         if self.look_due:
             self.look()
         elif self.stepping or now >= self.next_look:
             self.before = self.weights()   # the look comes after the next update
             self.look_due = True
-        self.handle_commands()
-        if self.stepping:
+        if stepped:
             self.stepping, self.paused = False, True
         if self.paused:
             self.wait_while_paused()

@@ -270,7 +270,7 @@
     on("run", (r) => runs.set(r.id, r));
     on("removed", (m) => runs.delete(m.run));
     const of = (m) => runs.get(m.run);
-    on("state", (m) => { const r = of(m); if (r && !r.end) r.state = m.state; });
+    on("state", (m) => { const r = of(m); if (r && !r.end) { r.state = m.state; r.stateStep = m.step; } });
     on("started", (m) => { const r = of(m); if (r) r.started = m; });
     on("batch", (m) => {
       const r = of(m);
@@ -362,7 +362,8 @@
       case "loading": return t("learn_loading");
       case "running": return last ? t("learn_running", { epoch: last.epoch, epochs, batch: last.batch, batches: last.batches })
         : t("learn_loading");
-      case "paused": return t("learn_paused", { step: last ? last.step : 0, epoch: last ? last.epoch : 1, epochs });
+      case "paused": return t("learn_paused", { step: r.stateStep ?? (last ? last.step : 0), epoch: last ? last.epoch : 1,
+                                                 epochs });
       case "done": {
         const e = r.epochs[r.epochs.length - 1];
         const test = r.end ? r.end.test_accuracy : null;
