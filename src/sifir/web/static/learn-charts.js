@@ -57,7 +57,7 @@ window.sifirLearnDraw = (() => {
         const v = (top * i) / 4;
         const [, y] = this.place({ x: 0, y: v }, top);
         g.beginPath(); g.moveTo(PAD.left, y); g.lineTo(c.width - PAD.right, y); g.stroke();
-        const text = this.percent ? `${Math.round(v * 100)}%` : v.toFixed(top < 2 ? 2 : 1);
+        const text = this.percent ? `${Math.round(v * 100)}%` : v.toFixed(top <= 4 ? 2 : 1);
         g.fillText(text, 4, y + 4);
       }
       if (this.epochSteps > 0) {       // a line at each epoch's end
