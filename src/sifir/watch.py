@@ -51,6 +51,7 @@ from .recipe import Recipe, build_run, load_data
 from .train import Interrupted, evaluate, predict_logits
 
 REPORT_EVERY = 0.1       # seconds between batch reports at most: the curve's points
+HEAR_EVERY = 0.02        # seconds between looks for a command (a poll costs ~50 µs: not every batch)
 LOOK_SHARE = 0.03        # looks may take this share of the run's time …
 LOOK_GAP = 0.25          # … and come this often at most (seconds)
 SAMPLE = 1000            # validation images of the running estimate (the first ones: fixed)
@@ -92,7 +93,7 @@ class Watch:
         self.window = [0.0, 0, 0, 0]   # loss·size, right answers, images, batches since the last report
         self.images = 0
         self.rate = None               # images per second, smoothed
-        self.last_report = self.last_tick = 0.0
+        self.last_report = self.last_tick = self.last_heard = 0.0
         self.prev_pred = None
 
     # -- the run ---------------------------------------------------------------------------------
@@ -156,7 +157,9 @@ class Watch:
                 self.handle_commands()
             now = self.last_tick = time.perf_counter()
         stepped = self.stepping
-        self.handle_commands()
+        if now - self.last_heard >= HEAR_EVERY:
+            self.last_heard = now
+            self.handle_commands()
         if stepped or self.paused or i == n or now - self.last_report >= REPORT_EVERY:
             self.report_batch(i, n, now)   # a pause comes after the report of its last batch
         if self.look_due:
@@ -200,6 +203,7 @@ class Watch:
         self.send({"type": "epoch", "epoch": result.epoch, "train_loss": result.train_loss,
                    "train_acc": result.train_acc, "val_loss": result.val_loss, "val_acc": result.val_acc,
                    "lr": result.lr, "step": self.trainer.optimizer.step_count, "seconds": self.active_seconds(),
+                   "epoch_seconds": result.seconds,   # the Trainer's own timing, as `sifir train` prints it
                    "confusion": confusion.tolist(), "per_digit": metrics.per_class_accuracy(confusion).tolist(),
                    "mistakes": [{"index": int(k), "true": int(t), "pred": int(p), "p": float(q),
                                  "image": _digit_png(data.val_x[k])}
