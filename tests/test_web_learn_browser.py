@@ -17,7 +17,8 @@ from PIL import Image
 
 from conftest import load_loadtest
 from test_cli import sifir
-from test_web_browser import PageWatch, draw_with_mouse, strokes, wait_for_answer, api_predict, canvas_png
+from test_web_browser import browser, digits  # noqa: F401 - the same fixtures: Chromium, MNIST's test digits
+from test_web_browser import PageWatch, api_predict, canvas_png, draw_with_mouse, strokes, wait_for_answer
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "images" / "learn.png"
@@ -30,23 +31,6 @@ def served(tmp_path_factory, mnist_dir):
     state = tmp_path_factory.mktemp("state")   # no model remembered: the Learn view opens first
     with loadtest.start_server(env={"SIFIR_STATE_DIR": str(state)}) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from test_web_browser import CHROMIUM, CHROMIUM_ARGS
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_dir):
-    from sifir.data import mnist
-    data = mnist.load_mnist(mnist_dir, download_missing=False)
-    return data["test_images"], data["test_labels"].astype(int)
 
 
 class LearnWatch(PageWatch):
