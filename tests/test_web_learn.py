@@ -191,6 +191,26 @@ def test_pause_step_resume_stop_and_use_the_weights(room):
     assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 10
 
 
+@pytest.mark.parametrize("options, pictures, layers, dead", [
+    ({"model": "cnn"}, [32, 3, 3], ["0.weight", "4.weight", "9.weight", "12.weight"], [32, 64, 128]),
+    ({"model": "custom", "hidden": [16, 8], "activation": "sigmoid"}, [16, 28, 28],
+     ["1.weight", "3.weight", "5.weight"], [16, 8]),
+])
+def test_one_step_of_other_networks_shows_their_first_layer(room, options, pictures, layers, dead):
+    """A convolution's first layer is its filters; a custom MLP's, its own W1. One step is enough."""
+    srv, client = room
+    w = Watcher(srv.url, srv.token)
+    try:
+        run = start(client, epochs=1, step=True, **options)
+        _, look = w.wait_for(lambda k, d: k == "look" and d.get("run") == run["id"] and d["step"] == 1, "the look")
+        assert look["first_layer"]["shape"] == pictures
+        assert [entry["name"] for entry in look["layers"]] == layers and look["layers"][0]["update_ratio"] > 0
+        assert [d["units"] for d in look["dead"]] == dead    # a convolution's units are its channels
+        assert client.get("/api/learn").json()["runs"][0]["command"].startswith(f"sifir train --model {options['model']}")
+    finally:
+        w.close()
+
+
 def test_a_diverging_run_says_why_keeps_nothing_and_can_be_reset(room):
     srv, client = room
     w = Watcher(srv.url, srv.token)
@@ -422,3 +442,17 @@ def test_ctrl_c_on_sifir_serve_stops_its_runs(mnist_dir, tmp_path):
         w.close()
         client.close()
         assert process_gone(srv.pid) and process_gone(state["pid"])
+
+
+def test_a_killed_server_leaves_no_training_behind(mnist_dir, tmp_path):
+    """SIGKILL: no shutdown runs; the training process notices its closed pipe and ends itself."""
+    with loadtest.start_server(env={"SIFIR_STATE_DIR": str(tmp_path)}) as srv:
+        client = httpx.Client(base_url=srv.url, headers={"X-Sifir-Token": srv.token}, timeout=60, trust_env=False)
+        w = Watcher(srv.url, srv.token)
+        run = start(client, model="seed", epochs=50, pace=100)
+        _, state = w.wait_for(lambda k, d: k == "state" and d.get("run") == run["id"] and d.get("pid"), "the pid")
+        w.wait_for(lambda k, d: k == "batch" and d.get("run") == run["id"], "training")
+        os.kill(srv.pid, signal.SIGKILL)
+        w.close()
+        client.close()
+        assert process_gone(state["pid"])
