@@ -430,6 +430,19 @@ def test_a_closed_tab_leaves_nothing_training_and_a_stopped_server_no_process(mn
     assert process_gone(pid)                                   # the server's stop stopped the run
 
 
+def test_a_run_nobody_comes_back_to_is_stopped_in_the_end(mnist_dir):
+    with threaded_server(grace=0.3, abandon=0.5) as (base, app, uv):
+        client = httpx.Client(base_url=base, headers={"X-Sifir-Token": "t0k"}, timeout=60, trust_env=False)
+        run = start(client, model="seed", epochs=50, paused=True)   # paused by the learner, then left
+        live_run = app.state.learn.get(run["id"])
+        deadline = time.monotonic() + WAIT
+        while live_run.state != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live_run.state == "stopped" and live_run.end["state"] == "stopped"
+        assert process_gone(live_run.pid)
+        client.close()
+
+
 def test_ctrl_c_on_sifir_serve_stops_its_runs(mnist_dir, tmp_path):
     with loadtest.start_server(env={"SIFIR_STATE_DIR": str(tmp_path)}) as srv:
         client = httpx.Client(base_url=srv.url, headers={"X-Sifir-Token": srv.token}, timeout=60, trust_env=False)

@@ -458,11 +458,11 @@ class LearnRoom:
                 for run in list(self.runs.values()):
                     if run.process is None or run.state in ENDED:
                         continue
-                    if idle >= self.grace and run.unwatched_since is None and run.state != "paused":
+                    if idle >= self.grace + self.abandon:   # paused by us or by the learner: end it
+                        _quietly(run.command, {"op": "stop"})
+                    elif idle >= self.grace and run.unwatched_since is None and run.state != "paused":
                         run.unwatched_since = time.monotonic()
                         _quietly(run.command, {"op": "pause"})
-                    elif run.unwatched_since is not None and idle >= self.grace + self.abandon:
-                        _quietly(run.command, {"op": "stop"})
 
     # -- the whole room -------------------------------------------------------------------------------------
     def room_info(self, watchers: int | None = None) -> dict:
