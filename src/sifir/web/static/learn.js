@@ -389,7 +389,7 @@
 
   function duration(s) {
     s = Math.max(0, Math.round(s));
-    return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+    return s >= 60 ? t("learn_minutes", { m: Math.floor(s / 60), s: s % 60 }) : t("learn_seconds", { s });
   }
 
   function drawCurves(list) {
