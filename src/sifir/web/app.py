@@ -37,7 +37,6 @@ import json
 import logging
 import secrets
 from pathlib import Path
-from urllib.parse import parse_qs
 
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +44,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from .. import __version__
 from ..errors import SifirError
@@ -262,14 +262,14 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        refusal = self.refusal(scope, headers)
+        refusal = self.refusal(HTTPConnection(scope))
         if refusal:
             code, message = refusal
             return await error_response(403, code, message)(scope, receive, send)
         await self.app(scope, receive, send)
 
-    def refusal(self, scope, headers: dict) -> tuple[str, str] | None:
+    def refusal(self, request: HTTPConnection) -> tuple[str, str] | None:
+        headers, scope = request.headers, request.scope
         host = headers.get("host")
         if host is not None and not self.host_allowed(host):   # no Host at all: not a browser
             shown = ", ".join(sorted(self.names))
@@ -281,7 +281,7 @@ class Guard:
             if (origin is not None and origin != own) or headers.get("sec-fetch-site") == "cross-site":
                 return "bad_origin", (f"refused: this request came from another site ({(origin or 'unknown')[:100]}); "
                                       "only this server's own page may change anything here")
-        if scope.get("path", "").startswith(PROTECTED) and not self.token_given(scope, headers, host or ""):
+        if scope.get("path", "").startswith(PROTECTED) and not self.token_given(request):
             return "bad_token", ("the training API needs this launch's token: open the address with ?token=… "
                                  "that `sifir serve` printed (or send it as X-Sifir-Token)")
         return None
@@ -295,13 +295,9 @@ class Guard:
             return False
         return name in self.names or (self.any_ip and _is_ip(name))
 
-    def token_given(self, scope, headers: dict, host: str) -> bool:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        cookies = {}
-        for part in headers.get("cookie", "").split(";"):
-            key, _, value = part.strip().partition("=")
-            cookies[key] = value
-        given = headers.get("x-sifir-token") or (query.get("token") or [""])[0] or cookies.get(cookie_name(host), "")
+    def token_given(self, request: HTTPConnection) -> bool:
+        given = (request.headers.get("x-sifir-token") or request.query_params.get("token")
+                 or request.cookies.get(cookie_name(request.headers.get("host", ""))) or "")
         return secrets.compare_digest(given.encode(), self.token.encode())
 
 
