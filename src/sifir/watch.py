@@ -100,7 +100,11 @@ class Watch:
     def run(self) -> None:
         self.send({"type": "state", "state": "loading", "pid": os.getpid()})
         recipe = self.recipe
-        self.data = data = load_data(recipe, log=lambda *a, **k: None)
+        try:   # a first run on a fresh machine downloads MNIST here
+            self.data = data = load_data(recipe, log=lambda *a, **k: None)
+        except SifirError as e:   # no data: the page says why, in the data module's words
+            self.send({"type": "end", "state": "failed", "message": str(e), "weights": None})
+            return
         self.run_ = run = build_run(recipe, len(data.train_x), on_batch=self.on_batch, on_epoch=self.on_epoch)
         self.model, self.trainer = run.model, run.trainer
         self.sample_x, self.sample_y = data.val_x[:SAMPLE], data.val_y[:SAMPLE]
