@@ -202,6 +202,10 @@ def test_compare_two_learning_rates_on_one_chart(browser, clean):
         wait_status(page, r"A: done.* · B: done")
         assert page.get_attribute("#loss-chart", "data-series") == "6"      # A and B: training, estimate, validation
         assert page.get_attribute("#acc-chart", "data-series") == "6"
+        assert page.get_attribute("#learn-focus-A", "aria-selected") == "true"   # A's pictures first …
+        page.click("#learn-focus-B")                                               # … then B's, on request
+        page.wait_for_function("() => document.getElementById('learn-focus-B').getAttribute('aria-selected') === 'true'")
+        assert page.text_content("#learn-command") == "sifir train --model seed --epochs 1 --lr 1"
         assert watch.errors == [] and watch.failed == [], (watch.errors, watch.failed)
     finally:
         page.context.close()

@@ -310,6 +310,11 @@
     return mine(focus) || mine("A") || mine("B");
   }
 
+  // comparing: which run's pictures to show
+  for (const label of ["A", "B"]) {
+    $(`learn-focus-${label}`).addEventListener("click", () => { focus = label; drawn = null; render(); });
+  }
+
   function draw() {
     const a = mine("A"), b = mine("B"), run = focusRun();
     const anyLive = [a, b].some(live);
@@ -334,6 +339,8 @@
     $("learn-status").textContent = [a, b].filter(Boolean).map((r) => (b ? `${r.label}: ` : "") + status(r)).join(" · ")
       || (allowed ? t("learn_idle") : t("learn_need_token"));
     $("learn-speed").textContent = run ? speed(run) : "";
+    $("learn-focus").hidden = !(a && b);
+    for (const label of ["A", "B"]) $(`learn-focus-${label}`).setAttribute("aria-selected", String(Boolean(run && run.label === label)));
     drawCurves([a, b].filter(Boolean));
     drawVerdict([a, b].filter(Boolean));
     const key = run ? `${run.id}:${run.look ? run.look.step : -1}:${run.epochs.length}:${window.sifirI18n.lang}` : "";
@@ -427,9 +434,9 @@
     const box = $("learn-verdict");
     const sentences = list.filter((r) => r.state === "diverged" && r.end && r.end.diverged).map((r) => {
       const d = r.end.diverged;
-      const values = { epoch: d.epoch, batch: d.batch, batches: d.batches, lr: d.lr, smaller: d.lr / 10,
-                       loss: d.loss === null || d.loss === undefined ? "NaN" : Number(d.loss).toPrecision(3),
-                       start: d.start ? Number(d.start).toPrecision(3) : "" };
+      const values = { epoch: d.epoch, batch: d.batch, batches: d.batches, lr: plain(d.lr), smaller: plain(d.lr / 10),
+                       loss: d.loss === null || d.loss === undefined ? "NaN" : plain(d.loss),
+                       start: d.start ? plain(d.start) : "" };
       return (list.length > 1 ? `${r.label}: ` : "") + t(`learn_verdict_${d.reason}`, values);
     });
     box.textContent = sentences.join(" ");
@@ -477,6 +484,17 @@
         dead.classList.toggle("warn", d.share > 0.5);
       }
     }
+  }
+
+  // a number for a sentence: three significant digits, 1e+9 style when very large or small,
+  // with the reader's decimal mark
+  function plain(v) {
+    const a = Math.abs(v);
+    if (a !== 0 && (a >= 1e5 || a < 1e-3)) {
+      const text = Number(v).toExponential(2).replace(/\.?0+e/, "e");
+      return window.sifirI18n.lang === "tr" ? text.replace(".", ",") : text;
+    }
+    return Number(v).toLocaleString(window.sifirI18n.lang, { maximumSignificantDigits: 3 });
   }
 
   function sci(v) {
