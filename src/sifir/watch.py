@@ -87,6 +87,7 @@ class Watch:
         self.stepping = bool(settings.get("step"))
         self.run_ = None
         self.before = None            # weights one update before a look, for the update ratio
+        self.before_step = -1         # … and the update they were kept after
         self.look_due = False
         self.next_look = 0.0
         self.paused_seconds = 0.0
@@ -116,7 +117,7 @@ class Watch:
                    "batches": self.n_batches, "epochs": recipe.epochs, "sample": len(self.sample_x)})
         self.look()
         if self.stepping:   # started with a step: its look compares with these weights
-            self.before, self.look_due = self.weights(), True
+            self.keep_before()
         outcome, extra = "done", {}
         try:
             if self.paused:
@@ -141,6 +142,7 @@ class Watch:
                 self.send({"type": "end", "state": outcome, **extra, "weights": None})
                 return
             model.load_state_dict(trainer.best_state)
+        self.look()   # the pictures of the weights it ends with (the best epoch's, as saved)
         snapshot = self.snapshot_of_model()
         self.send({"type": "end", "state": outcome, **extra, **snapshot, "seconds": self.active_seconds(),
                    "test_accuracy": snapshot["info"]["test_accuracy"]})
@@ -154,23 +156,22 @@ class Watch:
         w[2] += size
         w[3] += 1
         self.images += size
+        stepped = self.stepping   # this batch was one step: pause after it
         now = time.perf_counter()
+        if self.look_due:         # the weights one update ago were kept: the look shows this update
+            self.look()
         if self.pace:
             wait = 1 / self.pace - (now - self.last_tick)
             if wait > 0 and self.conn.poll(wait):   # wait, but hear a command at once
                 self.handle_commands()
             now = self.last_tick = time.perf_counter()
-        stepped = self.stepping
         if now - self.last_heard >= HEAR_EVERY:
             self.last_heard = now
             self.handle_commands()
         if stepped or self.paused or i == n or now - self.last_report >= REPORT_EVERY:
             self.report_batch(i, n, now)   # a pause comes after the report of its last batch
-        if self.look_due:
-            self.look()
-        elif self.stepping or now >= self.next_look:
-            self.before = self.weights()   # the look comes after the next update
-            self.look_due = True
+        if not (self.look_due or stepped or self.paused) and (self.stepping or now >= self.next_look):
+            self.keep_before()             # the next look comes after the next update
         if stepped:
             self.stepping, self.paused = False, True
         if self.paused:
@@ -217,8 +218,7 @@ class Watch:
                                       "images": [{"index": int(k), "true": int(data.val_y[k]), "pred": int(pred[k]),
                                                   "image": _digit_png(data.val_x[k])} for k in idx[:CHANGED]]}
                                for kind, idx in changed.items()}})
-        self.before = self.weights()
-        self.look_due = True   # the pictures at the epoch's end, after the next update
+        self.keep_before()   # the pictures at the epoch's end, after the next update
 
     def look(self) -> None:
         """The heavier pictures: a running estimate on the fixed validation sample, the first
@@ -231,11 +231,13 @@ class Watch:
             sample_acc = float(np.mean(logits.argmax(axis=1) == self.sample_y))
         samples = [(f"{o.index} {type(o.layer).__name__}", o.output) for o in hidden]
         name, images = figures.first_layer_images(model)
+        report_step = self.trainer.optimizer.step_count
         report = {"type": "look", "epoch": min(self.trainer.epoch + 1, self.recipe.epochs),
                   "step": self.trainer.optimizer.step_count,
                   "sample": {"loss": sample_loss, "acc": sample_acc},
                   "first_layer": _pictures(name, images[:MAX_PICTURES], len(images)),
-                  "layers": figures.weight_changes(model, self.before), "dead": figures.dead_units(samples)}
+                  "layers": figures.weight_changes(model, self.before if self.before_step != report_step else None),
+                  "dead": figures.dead_units(samples)}
         if self.pin is not None:
             report["pin"] = self.pin_probabilities()
         self.send(report)
@@ -269,7 +271,7 @@ class Watch:
             self.paused = self.stepping = False
         elif op == "step":
             self.paused, self.stepping = False, True
-            self.before, self.look_due = self.weights(), True
+            self.keep_before()
         elif op == "stop":
             raise StopRun
         elif op == "pin":
@@ -290,9 +292,11 @@ class Watch:
                 "architecture": io.describe(self.model), "info": _json_safe(self.run_.info(test_acc)),
                 "step": self.trainer.optimizer.step_count}
 
-    def weights(self) -> dict:
-        return {name: p.data.copy() for name, p in self.model.named_parameters()
-                if not name.endswith("bias") and p.data.ndim >= 2}
+    def keep_before(self) -> None:
+        """Keep the weights as they are now; the next look shows how much the update after changed them."""
+        self.before = {name: p.data.copy() for name, p in self.model.named_parameters()
+                       if not name.endswith("bias") and p.data.ndim >= 2}
+        self.before_step, self.look_due = self.trainer.optimizer.step_count, True
 
     def pin_probabilities(self) -> list[float]:
         with np.errstate(over="ignore", invalid="ignore"):
