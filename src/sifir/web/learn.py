@@ -228,6 +228,7 @@ class LiveRun:
             self.room.record(self, message)
         self.process.join()
         if self.state not in ENDED:   # the process died without its last word
+            log.warning("run %s: the training process ended with exit code %s", self.id, self.process.exitcode)
             self.room.record(self, {"type": "end", "state": "failed", "weights": None,
                                     "message": f"the training process ended unexpectedly (exit code "
                                                f"{self.process.exitcode})"})
