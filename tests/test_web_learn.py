@@ -443,29 +443,18 @@ def test_a_run_nobody_comes_back_to_is_stopped_in_the_end(mnist_dir):
         client.close()
 
 
-def test_ctrl_c_on_sifir_serve_stops_its_runs(mnist_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_or_killed_server_leaves_no_training_behind(mnist_dir, tmp_path, sig):
+    """Ctrl-C: the server stops its runs as it shuts down. SIGKILL: nothing runs at all, and the
+    training process notices its closed pipe and ends itself."""
     with loadtest.start_server(env={"SIFIR_STATE_DIR": str(tmp_path)}) as srv:
         client = httpx.Client(base_url=srv.url, headers={"X-Sifir-Token": srv.token}, timeout=60, trust_env=False)
         w = Watcher(srv.url, srv.token)
         run = start(client, model="seed", epochs=50, pace=100)
         _, state = w.wait_for(lambda k, d: k == "state" and d.get("run") == run["id"] and d.get("pid"), "the pid")
         w.wait_for(lambda k, d: k == "batch" and d.get("run") == run["id"], "training")
-        os.kill(srv.pid, signal.SIGINT)
+        os.kill(srv.pid, sig)
         w.wait_for(lambda k, d: k == "closed", "the stream's end")
         w.close()
         client.close()
         assert process_gone(srv.pid) and process_gone(state["pid"])
-
-
-def test_a_killed_server_leaves_no_training_behind(mnist_dir, tmp_path):
-    """SIGKILL: no shutdown runs; the training process notices its closed pipe and ends itself."""
-    with loadtest.start_server(env={"SIFIR_STATE_DIR": str(tmp_path)}) as srv:
-        client = httpx.Client(base_url=srv.url, headers={"X-Sifir-Token": srv.token}, timeout=60, trust_env=False)
-        w = Watcher(srv.url, srv.token)
-        run = start(client, model="seed", epochs=50, pace=100)
-        _, state = w.wait_for(lambda k, d: k == "state" and d.get("run") == run["id"] and d.get("pid"), "the pid")
-        w.wait_for(lambda k, d: k == "batch" and d.get("run") == run["id"], "training")
-        os.kill(srv.pid, signal.SIGKILL)
-        w.close()
-        client.close()
-        assert process_gone(state["pid"])
