@@ -21,6 +21,7 @@ import base64
 import contextlib
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,7 +103,8 @@ def free_port() -> int:
 @dataclass
 class Server:
     url: str
-    pid: int | None   # None for a server this script did not start
+    pid: int | None          # None for a server this script did not start
+    token: str | None = None  # the training API's token, from the address `sifir serve` printed
 
     def cpu_seconds(self) -> float | None:
         """CPU time the server process has used so far (Linux /proc), or None where unknown."""
@@ -114,17 +116,20 @@ class Server:
 
 
 @contextlib.contextmanager
-def start_server(model_path, timeout: float = 60.0):
-    """Run `sifir serve MODEL` on a free loopback port; yield a Server (url, pid); stop it afterwards."""
+def start_server(model_path=None, timeout: float = 60.0, args=(), env=None):
+    """Run `sifir serve [MODEL]` on a free loopback port; yield a Server (url, pid, token) once the
+    address it prints answers; stop it afterwards. ``args``: more options for `sifir serve`."""
     port = free_port()
-    url = f"http://{ALLOWED_HOST}:{port}"
     with tempfile.TemporaryFile() as log:   # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen([sys.executable, "-m", "sifir.cli", "serve", str(model_path),
-                                 "--host", ALLOWED_HOST, "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        command = [sys.executable, "-m", "sifir.cli", "serve", *([str(model_path)] if model_path else []),
+                   "--host", ALLOWED_HOST, "--port", str(port), *map(str, args)]
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         try:
-            _wait_until_up(proc, url, timeout, log)
-            yield Server(url, proc.pid)
+            address = _wait_until_up(proc, port, timeout, log)
+            parts = urlsplit(address)
+            token = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("token")
+            yield Server(f"{parts.scheme}://{parts.netloc}", proc.pid, token)
         finally:
             proc.terminate()
             try:
@@ -134,20 +139,27 @@ def start_server(model_path, timeout: float = 60.0):
                 proc.wait()
 
 
-def _wait_until_up(proc, url: str, timeout: float, log) -> None:
+def _wait_until_up(proc, port: int, timeout: float, log) -> str:
+    """The address the server printed ("serving … on http://127.0.0.1:PORT/?token=…"), once it answers."""
     deadline = time.monotonic() + timeout
+    address = None
     while time.monotonic() < deadline:
+        log.seek(0)
+        printed = log.read().decode(errors="replace")
         if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"sifir serve exited with {proc.returncode}:\n{log.read().decode(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url + "/api/model", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+            raise RuntimeError(f"sifir serve exited with {proc.returncode}:\n{printed}")
+        if address is None:
+            found = re.search(rf"http://{re.escape(ALLOWED_HOST)}:{port}/\S*", printed)
+            address = found.group(0) if found else None
+        if address is not None:
+            try:
+                with urllib.request.urlopen(f"http://{ALLOWED_HOST}:{port}/", timeout=2) as response:
+                    if response.status == 200:
+                        return address
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
         time.sleep(0.1)
-    raise RuntimeError(f"sifir serve did not answer on {url} within {timeout:.0f} s")
+    raise RuntimeError(f"sifir serve did not answer on port {port} within {timeout:.0f} s")
 
 
 # -- the load ------------------------------------------------------------------------------------------

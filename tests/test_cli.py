@@ -126,6 +126,19 @@ def test_nan_loss_stops_and_keeps_the_users_file(tmp_path, mnist_dir):
     assert out.read_bytes() == b"the user's earlier model"
 
 
+@pytest.mark.parametrize("model, lr", [("seed", "1e9"), ("mlp", "10")])
+def test_a_finite_explosion_stops_too_and_keeps_the_users_file(tmp_path, mnist_dir, model, lr):
+    """Before, these trained on to a 9.8 % and an 11 % model, saved with exit 0."""
+    out = tmp_path / "precious.npz"
+    out.write_bytes(b"the user's earlier model")
+    result = sifir("train", "--model", model, "--lr", lr, "--out", out, "--data-dir", mnist_dir, "--quiet",
+                   env={"SIFIR_STATE_DIR": str(tmp_path), "SIFIR_LANG": "en"})
+    assert_clean_failure(result, "training diverged at epoch 1", "far above", f"learning rate {float(lr):g}",
+                         "try a smaller one")
+    assert "RuntimeWarning" not in result.stderr
+    assert out.read_bytes() == b"the user's earlier model" and not list(tmp_path.glob("*.last-good.npz"))
+
+
 def test_corrupt_data_file_is_named(tmp_path, mnist_dir):
     for f in mnist_dir.iterdir():
         if f.name.endswith(".gz"):

@@ -47,6 +47,9 @@ def test_limits_tighten_the_ranges():
     Recipe(model="seed", lr=0.5, epochs=3, seed=7),
     Recipe(model="mlp", optimizer="sgd", momentum=0.9, schedule="cosine", augment="shift", batch_size=32),
     Recipe(model="cnn", label_smoothing=0.05, weight_decay=0.0, patience=2, validation=1000),
+    Recipe(model="custom"),
+    Recipe(model="custom", hidden=(128, 64, 32), activation="leaky-relu", optimizer="adam", lr=0.0123456789),
+    Recipe(model="seed", lr=0.1 + 0.2, momentum=1 / 3),   # floats whose short form would round
 ])
 def test_the_command_line_builds_the_same_recipe(recipe):
     recipe = recipe.resolved()
@@ -72,3 +75,70 @@ def test_build_run_is_seeded_and_follows_the_recipe():
     assert a.trainer.batch_size == recipe.batch_size and a.trainer.seed == 3
     other = build_run(Recipe(model="seed", seed=4).resolved(), 1000)
     assert not np.array_equal(a.model[1].weight.data, other.model[1].weight.data)
+
+
+# -- a network of the learner's own ------------------------------------------------------------
+@pytest.mark.parametrize("activation, layer", [("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"),
+                                                ("leaky-relu", "LeakyReLU")])
+def test_a_custom_mlp_has_the_widths_and_activation_asked_for(activation, layer):
+    recipe = Recipe(model="custom", hidden=[32, 16], activation=activation).resolved()
+    assert recipe.hidden == (32, 16) and recipe.activation == activation
+    model = build_run(recipe, 1000).model
+    assert [type(m).__name__ for m in model] == ["Flatten", "Linear", layer, "Linear", layer, "Linear"]
+    assert [m.weight.shape for m in model if hasattr(m, "weight")] == [(32, 784), (16, 32), (10, 16)]
+    x = np.random.default_rng(0).normal(size=(5, 1, 28, 28)).astype(np.float32)
+    assert model(x).shape == (5, 10)
+
+
+def test_a_custom_mlp_takes_the_seed_presets_recipe_and_one_hidden_layer_by_default():
+    recipe = Recipe(model="custom").resolved()
+    seed = Recipe(model="seed").resolved()
+    assert (recipe.optimizer, recipe.lr, recipe.batch_size, recipe.epochs, recipe.schedule) == (
+        seed.optimizer, seed.lr, seed.batch_size, seed.epochs, seed.schedule)
+    assert recipe.hidden == models.CUSTOM_HIDDEN and recipe.activation == "relu"
+    assert recipe.command() == "sifir train --model custom --hidden 100 --activation relu"
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"model": "seed", "hidden": (10,)}, "hidden"), ({"model": "mlp", "activation": "tanh"}, "activation"),
+    ({"model": "custom", "hidden": ()}, "hidden"), ({"model": "custom", "hidden": (0,)}, "hidden"),
+    ({"model": "custom", "hidden": (10, 2.5)}, "hidden"), ({"model": "custom", "hidden": "64"}, "hidden"),
+    ({"model": "custom", "hidden": (10,) * 17}, "hidden"), ({"model": "custom", "hidden": (9000,)}, "hidden"),
+    ({"model": "custom", "activation": "elu"}, "activation"), ({"model": "custom", "activation": 3}, "activation"),
+])
+def test_bad_custom_options_name_their_option(options, field):
+    with pytest.raises(RecipeError) as e:
+        Recipe(**options).resolved()
+    assert e.value.field == field and "--" + field in str(e.value)
+
+
+def test_limits_can_narrow_the_models_and_the_network():
+    limits = Limits(models=("seed", "custom"), max_layers=2, max_width=64)
+    with pytest.raises(RecipeError, match="not offered here; choose one of: seed, custom"):
+        Recipe(model="best").resolved(limits)
+    with pytest.raises(RecipeError, match="1 to 2 widths"):
+        Recipe(model="custom", hidden=(8, 8, 8)).resolved(limits)
+    with pytest.raises(RecipeError, match="from 1 to 64"):
+        Recipe(model="custom", hidden=(65,)).resolved(limits)
+    assert Recipe(model="custom", hidden=(64, 64)).resolved(limits).hidden == (64, 64)
+
+
+def test_messages_are_in_the_readers_language():
+    with pytest.raises(RecipeError) as e:
+        Recipe(model="seed", batch_size=100_000).resolved()
+    assert e.value.render("en") == "--batch-size must be a whole number from 1 to 65,536, got 100000"
+    assert e.value.render("tr") == "--batch-size 1 ile 65.536 arasında bir tam sayı olmalı; gelen: 100000"
+
+
+def test_the_cli_trains_a_custom_mlp(tmp_path, mnist_dir):
+    from sifir import io
+    from test_cli import sifir
+    out = tmp_path / "mine.npz"
+    result = sifir("train", "--model", "custom", "--hidden", "32", "--activation", "tanh", "--epochs", "1",
+                   "--validation", "1000", "--data-dir", mnist_dir, "--out", out, "--quiet",
+                   env={"SIFIR_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    model, info = io.load_model(out)
+    assert [type(m).__name__ for m in model] == ["Flatten", "Linear", "Tanh", "Linear"]
+    assert info["command"].startswith("sifir train --model custom --hidden 32 --activation tanh")
+    assert info["test_accuracy"] > 0.85

@@ -19,6 +19,37 @@ def start(*args, env=None):
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
 
 
+# `sifir train` itself, with one addition: after batch B of epoch E it prints a line and waits
+# until Ctrl-C has been received. A test that sends Ctrl-C after that line lands inside the epoch whatever the
+# machine's speed (a fast machine trains the seed network's epoch in 0.2 s: a fixed delay after
+# an epoch's line could see the whole run finish first).
+PAUSING_CLI = textwrap.dedent("""
+    import sys, time
+    from sifir import cli
+    epoch, batch = int(sys.argv[1]), int(sys.argv[2])
+    build_run = cli.build_run
+
+    def pausing_build_run(recipe, n_train, *, on_batch=None, **kw):
+        def hooked(i, n, loss):
+            on_batch(i, n, loss)
+            if run.trainer.epoch + 1 == epoch and i == batch:
+                print(f"paused in epoch {epoch} after batch {batch}", flush=True)
+                while not run.trainer._stop_requested:   # until Ctrl-C's handler has run
+                    time.sleep(0.01)
+        run = build_run(recipe, n_train, on_batch=hooked, **kw)
+        return run
+
+    cli.build_run = pausing_build_run
+    sys.exit(cli.main(sys.argv[3:]))
+""")
+
+
+def start_pausing(epoch, batch, *args, env=None):
+    return subprocess.Popen([sys.executable, "-c", PAUSING_CLI, str(epoch), str(batch), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})))
+
+
 def wait_for_line(proc, prefix, timeout=120):
     deadline = time.time() + timeout
     lines = []
@@ -36,13 +67,13 @@ def test_ctrl_c_checkpoints_and_resume_is_bit_identical(tmp_path, mnist_dir):
     common = ["--model", "seed", "--epochs", "3", "--data-dir", mnist_dir, "--quiet"]
     env = {"SIFIR_STATE_DIR": str(tmp_path)}
     ckpt = tmp_path / "ckpt"
-    proc = start("train", *common, "--checkpoint-dir", ckpt, "--out", tmp_path / "resumed.npz", env=env)
-    wait_for_line(proc, "epoch   1/3")
-    time.sleep(0.3)  # land inside epoch 2
+    proc = start_pausing(2, 300, "train", *common, "--checkpoint-dir", ckpt, "--out", tmp_path / "resumed.npz",
+                         env=env)
+    wait_for_line(proc, "paused in epoch 2 after batch 300")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "interrupted in epoch" in err and "checkpoint written" in err and "--resume" in err
+    assert "interrupted in epoch 2 after batch 300/860" in err and "checkpoint written" in err and "--resume" in err
     assert "Traceback" not in err
     assert (ckpt / CHECKPOINT_NAME).is_file() and not (tmp_path / "resumed.npz").exists()
 
@@ -86,8 +117,7 @@ def test_sigkill_during_training_then_resume(tmp_path, mnist_dir):
     ckpt = tmp_path / "ckpt"
     proc = start("train", "--model", "seed", "--epochs", "50", "--checkpoint-dir", ckpt, "--data-dir", mnist_dir,
                  "--quiet", "--out", tmp_path / "m.npz", env={"SIFIR_STATE_DIR": str(tmp_path)})
-    wait_for_line(proc, "epoch   2/50")
-    time.sleep(0.7)
+    wait_for_line(proc, "epoch   2/50")   # printed after epoch 2's checkpoint: the kill lands later
     proc.kill()
     proc.wait()
     nn.manual_seed(0)

@@ -93,6 +93,42 @@ def test_divergence_stops_with_a_clear_message(tmp_path):
         trainer.fit(x * 1e6, y, epochs=3)
 
 
+def test_a_loss_far_above_its_start_is_divergence_even_when_finite():
+    x, y = blobs()
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=1e4), batch_size=50)
+    with pytest.raises(TrainingDiverged) as e:
+        trainer.fit(x, y, epochs=3)
+    d = e.value.details
+    assert d["reason"] == "exploded" and d["loss"] > 10 * d["start"] and np.isfinite(d["loss"])
+    assert (d["epoch"], d["batches"], d["lr"]) == (1, 12, 1e4) and 2 <= d["batch"] <= 12
+    assert "far above" in str(e.value) and "--lr 1000" in str(e.value)
+
+
+def test_an_overflow_is_divergence_and_names_the_set_learning_rate_not_the_scheduled_one():
+    x, y = blobs()
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 3))
+    opt = optim.SGD(model.parameters(), lr=1e30)
+    trainer = Trainer(model, opt, batch_size=50, schedule=optim.OneCycleLR(opt, total=36))
+    with pytest.raises(TrainingDiverged) as e:
+        trainer.fit(x * 1e6, y, epochs=3)
+    assert e.value.details["reason"] in ("overflow", "exploded") and e.value.details["lr"] == 1e30
+    assert "1e+30" in str(e.value) and "--lr 1e+29" in str(e.value)
+
+
+def test_a_healthy_run_is_not_called_divergent():
+    x, y = blobs()
+    model, opt, _ = make(lr=0.05)
+    seen = []
+    trainer = Trainer(model, opt, batch_size=50, on_batch=lambda i, n, loss: seen.append(trainer.last_batch))
+    trainer.fit(x, y, epochs=5)
+    assert evaluate(model, x, y)[1] > 0.9
+    assert len(seen) == 5 * 12 and all(size == 50 and 0 <= hits <= 50 for _, hits, size in seen)
+    assert seen[-1][1] > 40     # last_batch counts the batch's right answers
+
+
 def test_keep_best_and_early_stopping():
     x, y = blobs()
     model, opt, _ = make()

@@ -22,6 +22,7 @@ from sifir.web import predict as predict_room
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
 
 N_DIGITS = 30
+LOCAL = "http://127.0.0.1"   # the Host the server answers to (TestClient's own "testserver" is refused)
 
 
 def png(image: np.ndarray) -> bytes:
@@ -45,7 +46,7 @@ def png_header_only(width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def client(trained_seed_model):
     from fastapi.testclient import TestClient
-    with TestClient(server.create_app(trained_seed_model)) as c:
+    with TestClient(server.create_app(trained_seed_model), base_url=LOCAL) as c:
         yield c
 
 
@@ -315,7 +316,7 @@ def test_unexpected_failure_is_500_json_without_traceback(trained_seed_model, mo
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(predict_room, "preprocess", broken)
-    with TestClient(server.create_app(trained_seed_model), raise_server_exceptions=False) as c:
+    with TestClient(server.create_app(trained_seed_model), base_url=LOCAL, raise_server_exceptions=False) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 500, "internal")
     assert "secret" not in response.text and "RuntimeError" not in response.text
@@ -331,7 +332,7 @@ def test_library_errors_are_422(trained_seed_model, monkeypatch, digits):
         raise SifirError("this picture is refused for a reason the user can fix")
 
     monkeypatch.setattr(predict_room, "preprocess", refuses)
-    with TestClient(server.create_app(trained_seed_model)) as c:
+    with TestClient(server.create_app(trained_seed_model), base_url=LOCAL) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 422, "bad_input")
     assert "reason the user can fix" in response.json()["error"]
@@ -395,11 +396,19 @@ def test_layer_outputs_match_the_forward_pass_and_restore_the_mode():
 
 
 # -- `sifir serve` without a model or without the web extra ---------------------------------------------------
-def test_serve_without_a_model_says_how_to_train_one(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SIFIR_STATE_DIR", str(tmp_path / "empty-state"))
-    assert cli.main(["serve"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sifir train --model seed" in err[0]
+def test_serve_without_a_model_serves_the_learn_view(tmp_path):
+    """No model to draw with yet: the page still opens, and the Learn view trains one."""
+    import urllib.error
+    import urllib.request
+
+    from conftest import load_loadtest
+    with load_loadtest().start_server(env={"SIFIR_STATE_DIR": str(tmp_path / "empty-state")}) as srv:
+        assert srv.token and len(srv.token) >= 20
+        with urllib.request.urlopen(srv.url + "/") as page:
+            assert page.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(srv.url + "/api/model")
+        assert refused.value.code == 404 and b"Learn view" in refused.value.read()
 
 
 def test_serve_without_fastapi_names_the_extra(trained_seed_model, monkeypatch, capsys):
@@ -463,7 +472,7 @@ def test_concurrent_requests_on_one_model_do_not_mix(tmp_path, monkeypatch, digi
     path = sifir_io.save_model(tmp_path / "buffered.npz", model)
     bodies = [{"image": data_url(png(image))} for image in digits[0][:12]]
     expected = []
-    with TestClient(server.create_app(path)) as c:
+    with TestClient(server.create_app(path), base_url=LOCAL) as c:
         for body in bodies:   # one at a time: the reference answers
             expected.append(c.post("/api/predict", json=body).json()["probabilities"])
         with ThreadPoolExecutor(8) as pool:   # the endpoint runs in FastAPI's thread pool
@@ -482,7 +491,7 @@ def test_a_convolutional_network_reports_feature_maps(tmp_path, digits):
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(4, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 12 * 12, 10))
     path = sifir_io.save_model(tmp_path / "cnn.npz", model)
-    with TestClient(server.create_app(path)) as c:
+    with TestClient(server.create_app(path), base_url=LOCAL) as c:
         described = c.get("/api/model").json()
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     hidden = [(h["name"], h["shape"]) for h in described["hidden"]]

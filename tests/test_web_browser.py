@@ -115,9 +115,14 @@ def draw_with_finger(page, image):
 
 # -- the server and the browser -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server_url(trained_seed_model):
+def served(trained_seed_model):
     with loadtest.start_server(trained_seed_model) as server:
-        yield server.url
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server_url(served):
+    return served.url
 
 
 @pytest.fixture(scope="module")
@@ -168,19 +173,20 @@ class PageWatch:
         page.route("**/*", only_our_server)
 
 
-def open_page(browser, server_url, query="", **context_options):
+def open_page(browser, server, query="", **context_options):
+    """The address `sifir serve` printed (with its token), plus ``query`` ("?lang=tr")."""
     context = browser.new_context(**{"viewport": {"width": 1100, "height": 1000}, **context_options})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
-    watch = PageWatch(page, server_url)
-    page.goto(server_url + "/" + query)
+    watch = PageWatch(page, server.url)
+    page.goto(f"{server.url}/?token={server.token}" + ("&" + query.lstrip("?") if query else ""))
     page.wait_for_selector(".cell")   # the model's layers are on the page
     return page, watch
 
 
 @pytest.fixture
-def page(browser, server_url):
-    page, watch = open_page(browser, server_url)
+def page(browser, served):
+    page, watch = open_page(browser, served)
     yield page
     page.context.close()
     assert watch.errors == [], watch.errors         # no script errors, no blocked (CSP) resources
@@ -283,9 +289,9 @@ def test_blank_and_unreadable_uploads_are_messages_not_errors(page, tmp_path):
     assert "notes.png" in shown_state(page)["status"]
 
 
-def test_phone_sized_screen_and_a_finger(browser, server_url, digits):
+def test_phone_sized_screen_and_a_finger(browser, served, server_url, digits):
     images, labels = digits
-    page, watch = open_page(browser, server_url, viewport={"width": 390, "height": 844}, is_mobile=True,
+    page, watch = open_page(browser, served, viewport={"width": 390, "height": 844}, is_mobile=True,
                             has_touch=True, device_scale_factor=2)
     try:
         layout = page.evaluate("""() => ({
@@ -305,9 +311,9 @@ def test_phone_sized_screen_and_a_finger(browser, server_url, digits):
         page.context.close()
 
 
-def test_the_page_in_turkish_and_back(browser, server_url, digits):
+def test_the_page_in_turkish_and_back(browser, served, server_url, digits):
     images, labels = digits
-    page, watch = open_page(browser, server_url, "?lang=tr")
+    page, watch = open_page(browser, served, "?lang=tr")
     try:
         page.wait_for_function("() => document.getElementById('clear').textContent === 'Temizle'")
         assert page.evaluate("document.documentElement.lang") == "tr"
@@ -329,8 +335,8 @@ def test_the_page_in_turkish_and_back(browser, server_url, digits):
         page.context.close()
 
 
-def test_the_browsers_language_is_the_default(browser, server_url):
-    page, watch = open_page(browser, server_url, locale="tr-TR")
+def test_the_browsers_language_is_the_default(browser, served):
+    page, watch = open_page(browser, served, locale="tr-TR")
     try:
         page.wait_for_function("() => document.getElementById('clear').textContent === 'Temizle'")
     finally:

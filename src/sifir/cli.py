@@ -68,6 +68,8 @@ def summary(model: nn.Module) -> str:
 def recipe_from_args(args) -> Recipe:
     """The command line's options as a checked recipe (unset ones take the preset's)."""
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if hasattr(args, f.name)}
+    if options.get("hidden") is not None:
+        options["hidden"] = tuple(options["hidden"])
     return Recipe(**options).resolved()
 
 
@@ -105,7 +107,8 @@ def cmd_train(args) -> int:
     run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
                     checkpoint_dir=args.checkpoint_dir or args.resume)
     model, trainer = run.model, run.trainer
-    print(f"model '{recipe.model}': {recipe.preset.description}")
+    print(f"model '{recipe.model}': {recipe.preset.description}"
+          + (f" ({' → '.join(map(str, (784, *recipe.hidden, 10)))}, {recipe.activation})" if recipe.hidden else ""))
     print(summary(model))
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
@@ -246,40 +249,54 @@ def listen_socket(host: str, port: int):
 
 
 def cmd_serve(args) -> int:
-    model = Path(args.model) if args.model else last_model()
-    if model is None:
-        raise SifirError("no model to serve yet: train one with `sifir train --model seed` "
-                         "(about a minute), or name a model file: sifir serve MODEL.npz")
+    import secrets
+    model = Path(args.model) if args.model else last_model()   # none yet: the Learn view trains one
     if not 0 <= args.port <= 65535:
         raise SifirError(f"--port must be between 0 and 65535, got {args.port}")
     try:  # the web part is an extra: the core CLI works without it
         import uvicorn
 
-        from .web.app import create_app
+        from .web.app import LOOPBACK_NAMES, create_app
     except ImportError as e:
         raise SifirError(f"the drawing page needs FastAPI and uvicorn ({e.name or e} is missing): "
                          "pip install 'sifir[web]'") from None
     try:  # one picture per request: extra BLAS threads would only spin, taking CPU from other requests
         from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
+        threadpool_limits(1)   # (training runs in processes of its own, with every core)
     except ImportError:
         pass
-    app = create_app(model)
     sock = listen_socket(args.host, args.port)
     port = sock.getsockname()[1]
+    token = secrets.token_urlsafe(24)   # this launch's key to the training API
+    everywhere = args.host in ("0.0.0.0", "::", "")
+    hosts = [*LOOPBACK_NAMES, args.host] + ([socket_hostname()] if everywhere else [])
+    try:
+        app = create_app(model, token=token, hosts=hosts, port=port, any_ip=everywhere,
+                         learn_options={"data_dir": args.data_dir})
+    except BaseException:
+        sock.close()
+        raise
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"sifir: serving {model} on http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    what = f"{model} " if model else ""
+    print(f"sifir: serving {what}on http://{shown}:{port}/?token={token}  (Ctrl-C to stop)", flush=True)
+    if model is None:
+        print("sifir: no model yet: open the address and train one in the Learn view", flush=True)
+    if args.host not in LOOPBACK_NAMES:
         print(f"sifir: note: listening on {args.host}, so other machines on the network can reach the page",
               file=sys.stderr)
     config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5, limit_concurrency=64,
-                            server_header=False)
+                            server_header=False, timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl-C, then re-raises it
         pass
     print("sifir: server stopped", file=sys.stderr)
     return 0
+
+
+def socket_hostname() -> str:
+    import socket
+    return socket.gethostname()
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -305,7 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a network on MNIST and save it", formatter_class=fmt,
                        description="Train a preset network on MNIST, report validation accuracy per epoch and "
                        "the final test accuracy, and save the model. Unset options take the preset's recipe.")
-    t.add_argument("--model", default="mlp", choices=list(models.PRESETS), help="network preset")
+    t.add_argument("--model", default="mlp", choices=[*models.PRESETS, models.CUSTOM],
+                   help="network preset, or custom: an MLP of your own (--hidden, --activation)")
+    t.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
+                   help=f"custom model: the hidden layers' widths, e.g. --hidden 128 64 "
+                        f"(default: {' '.join(map(str, models.CUSTOM_HIDDEN))})")
+    t.add_argument("--activation", choices=list(models.ACTIVATIONS),
+                   help=f"custom model: the nonlinearity after each hidden layer (default: {models.CUSTOM_ACTIVATION})")
     t.add_argument("--epochs", type=int, help="passes over the training set (preset's default)")
     t.add_argument("--batch-size", type=int, help="images per gradient step (preset's default)")
     t.add_argument("--lr", type=float, help="learning rate (preset's default)")
@@ -364,13 +387,18 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--probabilities", action="store_true", help="add a second output, 'probabilities' (softmax)")
     o.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("serve", help="the drawing page: draw a digit and watch the network read it",
-                       formatter_class=fmt, description="Serve a web page to draw digits on (mouse, pen or "
-                       "finger) or upload pictures, showing the prediction, the 28×28 input and every hidden "
-                       "layer; plus a JSON API documented at /docs. Needs the web extra: pip install 'sifir[web]'.")
-    s.add_argument("model", nargs="?", help="a model file written by sifir train (default: the last one trained)")
+    s = sub.add_parser("serve", help="the page: train a network and watch it learn, draw a digit and watch it read",
+                       formatter_class=fmt, description="Serve a web page with two views. Learn: train a preset or "
+                       "your own MLP on MNIST and watch it live (curves, first-layer weights, gradients, confusion "
+                       "matrix, your own drawing's probabilities). Draw: draw digits (mouse, pen or finger) or "
+                       "upload pictures, showing the prediction, the 28×28 input and every hidden layer. Plus a "
+                       "JSON API documented at /docs. The address printed carries this launch's token, which the "
+                       "training API needs. Needs the web extra: pip install 'sifir[web]'.")
+    s.add_argument("model", nargs="?", help="a model file written by sifir train for the Draw view (default: the "
+                   "last one trained; none: train one in the Learn view)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 opens it to the network)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    s.add_argument("--data-dir", help=data_help + "; the Learn view trains on it")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("download", help="fetch and verify MNIST", formatter_class=fmt)

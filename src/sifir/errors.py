@@ -26,7 +26,13 @@ class ImageError(SifirError):
 
 
 class TrainingDiverged(SifirError):
-    """The loss became NaN or infinite."""
+    """Training diverged: the loss became NaN or infinite, rose far above where it started, or
+    a number overflowed. ``details`` says where and why (epoch, batch, batches, reason, loss,
+    start, lr), for a front end that tells it in its own words."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
 
 
 class ExportError(SifirError):

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -241,10 +242,34 @@ def check_state(path, model: nn.Module, arrays: dict, prefix: str = "") -> dict:
 # -- models -----------------------------------------------------------------------------------
 def save_model(path, model: nn.Module, info: dict | None = None) -> Path:
     """Save weights and architecture (plus free-form ``info``: preset, accuracy, history…)."""
+    return write_npz_atomic(path, *_model_contents(model, info))
+
+
+def model_bytes(model: nn.Module, info: dict | None = None) -> bytes:
+    """The very file ``save_model`` writes, as bytes (a download: the server writes nothing)."""
+    arrays, meta = _model_contents(model, info)
+    out = BytesIO()
+    np.savez(out, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+    return out.getvalue()
+
+
+def _model_contents(model: nn.Module, info: dict | None) -> tuple[dict, dict]:
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "architecture": describe(model),
             "parameters": count_parameters(model), "info": info or {}}
     arrays = {name: np.ascontiguousarray(a) for name, a in model.state_dict().items()}
-    return write_npz_atomic(path, arrays, meta)
+    return arrays, meta
+
+
+def model_from(architecture: dict, state: dict, where: str = "the model") -> nn.Module:
+    """A model rebuilt from ``describe``'s output and a state dict (checked as a file's would be),
+    in eval mode; the global random numbers are left as they were."""
+    rng_state = nn_init.get_rng().bit_generator.state
+    try:
+        model = build(architecture, budget=sum(a.size for a in state.values()))
+    finally:
+        nn_init.get_rng().bit_generator.state = rng_state
+    model.load_state_dict(check_state(where, model, state))
+    return model.eval()
 
 
 def load_model(path) -> tuple[nn.Module, dict]:

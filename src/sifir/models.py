@@ -104,11 +104,40 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# -- a network of the learner's own: an MLP of any hidden widths and activation -------------------
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky-relu": nn.LeakyReLU,
+}
+
+
+def custom_mlp(hidden, activation: str = "relu") -> nn.Sequential:
+    """784 → hidden[0] → … → hidden[-1] → 10, the activation after every hidden layer, and the
+    10 outputs left as logits (softmax lives in the loss). ``custom_mlp([10, 10])`` is the seed
+    network's shape without its last ReLU."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = 28 * 28
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        width = h
+    layers.append(nn.Linear(width, 10))
+    return nn.Sequential(*layers)
+
+
+# The recipe a custom MLP trains with when nothing else is said: the seed preset's.
+CUSTOM = "custom"
+CUSTOM_DEFAULTS = Preset(lambda: custom_mlp([100]), "your own MLP: hidden widths and activation of your choice",
+                         optimizer="sgd", lr=0.1, batch_size=64, epochs=10, schedule="cosine")
+CUSTOM_HIDDEN = (100,)
+CUSTOM_ACTIVATION = "relu"
+
+
 def get(name: str) -> Preset:
+    if name == CUSTOM:
+        return CUSTOM_DEFAULTS
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(PRESETS)}") from None
+        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join([*PRESETS, CUSTOM])}") from None
 
 
 def build(name: str) -> nn.Module:

@@ -12,6 +12,9 @@ options mean the same thing everywhere and are refused with the same message:
 
 ``resolved`` raises ``RecipeError`` (a ``SifirError`` that names the option) for a value out of
 range; ``limits`` tightens the ranges for callers that must keep the machine usable (the page).
+Besides the presets there is ``model="custom"``: an MLP of the learner's own, ``hidden`` widths
+and an ``activation`` (``models.custom_mlp``), trained with the seed preset's recipe unless told
+otherwise.
 """
 from __future__ import annotations
 
@@ -26,14 +29,32 @@ import numpy as np
 from . import models, nn, optim
 from .augment import AUGMENTS, make_augment
 from .errors import SifirError
+from .messages import language, t
 
 
 class RecipeError(SifirError):
-    """An option of a run is out of range or unknown; ``field`` names it (as in ``Recipe``)."""
+    """An option of a run is out of range or unknown; ``field`` names it (as in ``Recipe``).
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+    The sentence is ``recipe.<key>`` of the message tables: ``str(error)`` speaks the default
+    language, ``render(lang)`` another (the page asks in its reader's)."""
+
+    def __init__(self, field: str, key: str, **values):
+        self.field, self.key, self.values = field, key, values
+        super().__init__(self.render())
+
+    def render(self, lang: str | None = None) -> str:
+        lang = language(lang)
+        return t(f"recipe.{self.key}", lang, **{k: _shown(v, lang) for k, v in self.values.items()})
+
+
+def _shown(value, lang: str) -> str:
+    """A value inside a message: whole numbers grouped as the language groups them (65,536 in
+    English, 65.536 in Turkish); anything else as the user would have typed it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}".replace(",", "." if lang == "tr" else ",")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,9 @@ class Limits:
     max_epochs: int = 10_000
     max_batch_size: int = 65_536
     max_lr: float = math.inf
+    models: tuple[str, ...] | None = None   # the models offered (None: every preset and "custom")
+    max_layers: int = 16                    # hidden layers of a custom MLP
+    max_width: int = 8192                   # neurons in one of its hidden layers
 
 
 # Options that are None take the preset's value; these are the ones a preset sets.
@@ -54,6 +78,8 @@ PRESET_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_
 class Recipe:
     """Everything that decides a training run; ``None`` means "the preset's value"."""
     model: str = "mlp"
+    hidden: tuple[int, ...] | None = None   # a custom MLP's hidden widths (model="custom" only)
+    activation: str | None = None           # and its nonlinearity: relu, sigmoid, tanh, leaky-relu
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -74,16 +100,41 @@ class Recipe:
 
     def resolved(self, limits: Limits = Limits()) -> "Recipe":
         """This recipe with every unset option taken from the preset, each checked."""
-        if self.model not in models.PRESETS:
-            raise RecipeError("model", f"unknown model '{self.model}'; choose one of: {', '.join(models.PRESETS)}")
+        offered = limits.models or (*models.PRESETS, models.CUSTOM)
+        if self.model not in offered:
+            known = self.model in models.PRESETS or self.model == models.CUSTOM
+            raise RecipeError("model", "model_not_offered" if known else "unknown_model",
+                              name=self.model, choices=", ".join(offered))
         preset = self.preset
         filled = {k: getattr(preset, k) if getattr(self, k) is None else getattr(self, k) for k in PRESET_FIELDS}
         filled["augment"] = filled["augment"] or "none"
+        if self.model == models.CUSTOM:
+            filled["hidden"] = models.CUSTOM_HIDDEN if self.hidden is None else self.hidden
+            filled["activation"] = self.activation or models.CUSTOM_ACTIVATION
+        else:
+            for name in ("hidden", "activation"):
+                if getattr(self, name) is not None:
+                    raise RecipeError(name, "custom_only", option=_label(name), custom=models.CUSTOM)
         recipe = dataclasses.replace(self, **filled)
         recipe._check(limits)
+        if recipe.hidden is not None:
+            recipe = dataclasses.replace(recipe, hidden=tuple(int(h) for h in recipe.hidden))
         return recipe
 
+    def build_model(self) -> nn.Module:
+        """The untrained network of this (resolved) recipe."""
+        if self.model == models.CUSTOM:
+            return models.custom_mlp(self.hidden, self.activation)
+        return self.preset.build()
+
     def _check(self, limits: Limits) -> None:
+        if self.model == models.CUSTOM:
+            if not isinstance(self.hidden, (list, tuple)) or not 1 <= len(self.hidden) <= limits.max_layers:
+                raise RecipeError("hidden", "hidden_count", high=limits.max_layers,
+                                  value=_short(self.hidden))
+            for width in self.hidden:
+                _integer("hidden", width, 1, limits.max_width)
+            _choice("activation", self.activation, models.ACTIVATIONS)
         _integer("epochs", self.epochs, 1, limits.max_epochs)
         _integer("batch_size", self.batch_size, 1, limits.max_batch_size)
         _number("lr", self.lr, 0, limits.max_lr, open_low=True)
@@ -105,17 +156,19 @@ class Recipe:
     def command(self) -> str:
         """The ``sifir train …`` command that trains this very run (same seed: same weights)."""
         parts = ["sifir", "train", "--model", self.model]
+        if self.model == models.CUSTOM:   # the architecture itself: always said
+            parts += ["--hidden", *map(str, self.hidden), "--activation", self.activation]
         preset = self.preset
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("model", "data_dir") or value is None:
+            if f.name in ("model", "data_dir", "hidden", "activation") or value is None:
                 continue
             default = getattr(preset, f.name, f.default) if f.name in PRESET_FIELDS else f.default
             if f.name == "augment":
                 default = default or "none"
             if value == default:
                 continue
-            parts += ["--" + f.name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+            parts += [_label(f.name), _exact(value)]
         if self.data_dir:
             parts += ["--data-dir", self.data_dir]
         return " ".join(shlex.quote(p) for p in parts)
@@ -125,9 +178,23 @@ def _label(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def _exact(value) -> str:
+    """A number as the command line should carry it: short (0.001, 1e+09) when that reads back
+    as the very same float, else every digit, so the command reproduces the run bit for bit."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _integer(field: str, value, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise RecipeError(field, f"{_label(field)} must be a whole number from {low:,} to {high:,}, got {value!r}")
+        raise RecipeError(field, "integer", option=_label(field), low=low, high=high, value=_short(value))
 
 
 def _number(field: str, value, low: float, high: float, open_low=False, open_high=False) -> None:
@@ -135,12 +202,13 @@ def _number(field: str, value, low: float, high: float, open_low=False, open_hig
           and (value > low if open_low else value >= low) and (value < high if open_high else value <= high))
     if not ok:
         left, right = "(" if open_low else "[", ")" if open_high else "]"
-        raise RecipeError(field, f"{_label(field)} must be a number in {left}{low:g}, {high:g}{right}, got {value!r}")
+        raise RecipeError(field, "number", option=_label(field), interval=f"{left}{low:g}, {high:g}{right}",
+                          value=_short(value))
 
 
 def _choice(field: str, value, known) -> None:
-    if value not in known:
-        raise RecipeError(field, f"{_label(field)} must be one of {', '.join(known)}, got {value!r}")
+    if not isinstance(value, str) or value not in known:
+        raise RecipeError(field, "choice", option=_label(field), choices=", ".join(known), value=_short(value))
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -202,7 +270,7 @@ def make_schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0)
         return optim.CosineLR(optimizer, total=total_steps, warmup=warmup_steps)
     if name == "onecycle":
         return optim.OneCycleLR(optimizer, total=total_steps)
-    raise RecipeError("schedule", f"unknown schedule '{name}'")
+    raise RecipeError("schedule", "choice", option="--schedule", choices=", ".join(optim.SCHEDULES), value=name)
 
 
 def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
@@ -212,7 +280,7 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     builds the same weights."""
     from .train import Trainer
     nn.manual_seed(recipe.seed)
-    model = recipe.preset.build()
+    model = recipe.build_model()
     optimizer = make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.momentum,
                                recipe.weight_decay)
     steps_per_epoch = math.ceil(n_train / recipe.batch_size)

@@ -1,11 +1,11 @@
 """`sifir report`: pictures of what a trained network learned, and one page that shows them.
 
 Every picture is made in two steps: a plain function computes its data from the model (NumPy
-only: ``learning_curves``, ``confusion_data``, ``predictions``, ``misclassified``,
-``first_layer_images``, ``activation_samples``, ``weight_matrices``), and a ``draw_*`` function
-turns that data into a matplotlib figure. Tests compare the figures' data with what the model
-computes. The tutorial draws its pictures with the same functions (``show`` puts them inline
-in a notebook).
+only, in ``sifir.figures``, shared with the Learn page: ``learning_curves``, ``confusion_data``,
+``predictions``, ``misclassified``, ``first_layer_images``, ``activation_samples``,
+``weight_matrices``), and a ``draw_*`` function turns that data into a matplotlib figure. Tests
+compare the figures' data with what the model computes. The tutorial draws its pictures with the
+same functions (``show`` puts them inline in a notebook).
 
 matplotlib (the ``plots`` extra) is imported only when drawing, so the core needs NumPy alone.
 Figures are drawn on matplotlib's ``Figure`` with the Agg canvas, never through pyplot: no
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io, metrics, nn
-from .activations import hidden_activations
+from . import io, nn
 from .errors import SifirError
+from .figures import (activation_samples, confusion_data, first_layer_images,  # noqa: F401 - re-exported
+                      first_learnable, learning_curves, misclassified, predictions, weight_matrices)
 from .train import predict_logits
 
 DPI = 100                # figure inches × DPI = PNG pixels
@@ -50,84 +51,6 @@ class Picture:
         """(width, height) of the PNG in pixels."""
         w, h = self.figure.get_size_inches()
         return round(w * DPI), round(h * DPI)
-
-
-# -- the data of each picture (NumPy only) ----------------------------------------------------
-def learning_curves(info: dict) -> dict[str, np.ndarray] | None:
-    """Per-epoch columns from the model file's ``info["history"]`` (as ``sifir train`` saves
-    it); missing values (no validation set) become NaN. None when there is no history."""
-    history = info.get("history") or []
-    if not history:
-        return None
-    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-    return {k: np.array([np.nan if r.get(k) is None else r[k] for r in history], np.float64) for k in keys}
-
-
-def confusion_data(model: nn.Module, x: np.ndarray, y: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
-    """C[i, j] = how many images of digit i the model reads as j."""
-    logits = predict_logits(model, x) if logits is None else logits
-    return metrics.confusion_matrix(y, logits.argmax(axis=1))
-
-
-def predictions(model: nn.Module, x: np.ndarray, y: np.ndarray, index=None,
-                logits: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """What the model reads in the images ``x[index]`` (all when None): the indices, the images
-    (28×28), true and predicted labels, and the probability given to the predicted one."""
-    logits = predict_logits(model, x) if logits is None else logits
-    probs = nn.softmax(logits.astype(np.float64))
-    index = np.arange(len(x)) if index is None else np.asarray(index, dtype=np.int64)
-    pred = probs[index].argmax(axis=1)
-    return {"index": index, "images": np.asarray(x)[index].reshape(len(index), 28, 28),
-            "true": np.asarray(y)[index], "predicted": pred, "probability": probs[index, pred]}
-
-
-def misclassified(model: nn.Module, x: np.ndarray, y: np.ndarray, k: int = 32,
-                  logits: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The ``k`` mistakes the model is surest of (``predictions`` of those images, surest first)."""
-    logits = predict_logits(model, x) if logits is None else logits
-    probs = nn.softmax(logits.astype(np.float64))
-    pred = probs.argmax(axis=1)
-    wrong = np.flatnonzero(pred != y)
-    confidence = probs[wrong, pred[wrong]]
-    return predictions(model, x, y, wrong[np.argsort(-confidence, kind="stable")[:k]], logits)
-
-
-def first_learnable(model: nn.Module) -> tuple[str, nn.Parameter]:
-    """The first weight matrix or kernel of the network (by name) and its parameter."""
-    for name, p in model.named_parameters():
-        if not name.endswith("bias") and p.data.ndim >= 2:
-            return name, p
-    raise SifirError("this model has no weight matrix or convolution kernel to draw")
-
-
-def first_layer_images(model: nn.Module) -> tuple[str, np.ndarray]:
-    """The first layer's weights as pictures: (parameter name, images (n, h, w)).
-
-    A Linear(784, k) layer gives k images of 28×28: row j of W holds the weight of every pixel
-    for hidden unit j, a "template" the unit compares the digit with (W·x is their dot product).
-    A first convolution (out, in, kh, kw) gives its out·in kernels of kh×kw.
-    """
-    name, p = first_learnable(model)
-    w = p.data
-    if w.ndim == 2:
-        if w.shape[1] != 28 * 28:
-            raise SifirError(f"the first layer's weight {name} is {w.shape[0]}×{w.shape[1]}; "
-                             "only a layer on the 784 pixels can be drawn as 28×28 images")
-        return name, w.reshape(-1, 28, 28)
-    return name, w.reshape(-1, *w.shape[-2:])
-
-
-def activation_samples(model: nn.Module, x: np.ndarray, n: int = 1000) -> list[tuple[str, np.ndarray]]:
-    """Every hidden nonlinearity's outputs on the first ``n`` images of ``x`` (eval mode):
-    [("2 ReLU", array (n, …)), …], named by the layer's position and type."""
-    hidden, _ = hidden_activations(model, np.asarray(x)[:n])
-    return [(f"{o.index} {type(o.layer).__name__}", o.output) for o in hidden]
-
-
-def weight_matrices(model: nn.Module) -> list[tuple[str, np.ndarray]]:
-    """Every weight matrix and kernel (biases left out), by parameter name."""
-    return [(name, p.data) for name, p in model.named_parameters()
-            if not name.endswith("bias") and p.data.ndim >= 2]
 
 
 # -- drawing (matplotlib, imported lazily) ----------------------------------------------------

@@ -9,6 +9,11 @@
 
 One seeded generator drives shuffling and augmentation, the nn generator drives dropout;
 both are saved in checkpoints so an interrupted run resumes bit for bit.
+
+A run that diverges stops with ``TrainingDiverged`` instead of training on to a useless model:
+when the loss is NaN or infinite, when it rises DIVERGED_FACTOR times above where it started,
+or when a number overflows float32 (NumPy is told to raise on overflow while training: a
+healthy network never gets near 3.4e38).
 """
 from __future__ import annotations
 
@@ -24,10 +29,16 @@ import numpy as np
 
 from . import io, nn
 from .errors import ModelFileError, TrainingDiverged
+from .messages import t
 from .nn import init as nn_init
 
 CHECKPOINT_FORMAT = "sifir-checkpoint"
 CHECKPOINT_NAME = "checkpoint.npz"
+# A batch loss this many times above the first one (or above a uniform guess's ln C, when that
+# is larger: a resumed run starts low) means the steps overshoot: the learning rate 1e9 takes
+# the seed network's loss from 2.3 to 6e16 in one step, then every ReLU dies and it sits at
+# ln 10 reading 10 % right. The largest loss of a healthy run is its first.
+DIVERGED_FACTOR = 10.0
 
 
 @dataclass
@@ -89,6 +100,9 @@ class Trainer:
         self.epoch = 0                 # epochs completed
         self._position = None          # mid-epoch resume point, from a checkpoint
         self._stop_requested = False
+        self._start_loss = None        # the first batch's loss (floored at ln C): divergence is far above it
+        self._batch = (0, 0)           # (batch index, batches) being trained
+        self.last_batch = None         # (loss, correct, size) of the batch just trained, for on_batch
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, train_x, train_y, val_x=None, val_y=None, epochs: int = 10) -> list[EpochResult]:
@@ -96,7 +110,10 @@ class Trainer:
         installed = _install_sigint(self._request_stop)
         try:
             while self.epoch < epochs:
-                result = self._train_epoch(train_x, train_y, val_x, val_y)
+                try:
+                    result = self._train_epoch(train_x, train_y, val_x, val_y)
+                except FloatingPointError as e:   # from np.errstate(over="raise") on _train_epoch
+                    raise self._diverged("overflow", detail=str(e)) from None
                 self.history.append(result)
                 self.epoch += 1
                 improved = self._track_best(result)
@@ -113,6 +130,7 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         return self.history
 
+    @np.errstate(over="raise")   # an overflow is divergence: fit says so
     def _train_epoch(self, x, y, val_x, val_y) -> EpochResult:
         start = time.perf_counter()
         n, bs = len(x), self.batch_size
@@ -137,22 +155,20 @@ class Trainer:
             xb, yb = x[idx], y[idx]
             if self.augment is not None:
                 xb = self.augment(xb, self.rng)
+            self._batch = (b, n_batches)   # where a divergence is reported
             logits = self.model(xb)
             loss = self.loss_fn(logits, yb)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at epoch {self.epoch + 1}, batch {b + 1}/{n_batches}"
-                    + (f" (last good batch loss {last_good:.4f})" if last_good is not None else "")
-                    + f"; the learning rate {self.optimizer.lr:g} is probably too large: try a "
-                    f"smaller one, e.g. --lr {self.optimizer.lr / 10:g}")
+            self._check_loss(loss, logits.shape[1], last_good)
+            hits = int(np.count_nonzero(logits.argmax(axis=1) == yb))
             loss_sum += loss * len(yb)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            correct += hits
             seen += len(yb)
             last_good = loss
             for p in params:  # model.zero_grad()
                 p.grad = None
             self.model.backward(self.loss_fn.backward(), need_input_grad=False)
             self.optimizer.step()
+            self.last_batch = (loss, hits, len(yb))
             if self.schedule is not None:
                 self.schedule.step()
             if self.on_batch:
@@ -170,6 +186,25 @@ class Trainer:
             val_loss, val_acc = evaluate(self.model, val_x, val_y)
         return EpochResult(self.epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                            self.optimizer.lr, time.perf_counter() - start)
+
+    def _check_loss(self, loss: float, classes: int, last_good) -> None:
+        if not math.isfinite(loss):
+            raise self._diverged("not_finite", loss=loss, last_good=last_good)
+        if self._start_loss is None:
+            self._start_loss = max(loss, math.log(classes))
+        elif loss > DIVERGED_FACTOR * self._start_loss:
+            raise self._diverged("exploded", loss=loss, start=self._start_loss)
+
+    def _diverged(self, reason: str, **values) -> TrainingDiverged:
+        """The verdict, in words ("train.diverged_<reason>") and as details for a front end."""
+        lr = self.schedule.base_lr if self.schedule is not None else self.optimizer.lr   # as the user set it
+        b, n_batches = self._batch
+        where = {"epoch": self.epoch + 1, "batch": b + 1, "batches": n_batches}
+        why = t(f"train.diverged_{reason}", **values)
+        if values.get("last_good") is not None:
+            why += t("train.last_good", last_good=values["last_good"])
+        message = t("train.diverged", why=why, lr=f"{lr:g}", smaller=f"{lr / 10:g}", **where)
+        return TrainingDiverged(message, reason=reason, lr=lr, **where, **values)
 
     def _track_best(self, result: EpochResult) -> bool:
         score = result.val_acc if result.val_acc is not None else -result.train_loss

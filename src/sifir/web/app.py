@@ -6,9 +6,20 @@
     GET  /docs           the API, documented (FastAPI's OpenAPI page, its Swagger UI served from
                          the installed package, so it works offline too; also /openapi.json)
 
-The rooms that hang on it, one job each: ``predict`` (read a picture with a trained model).
+The rooms that hang on it, one job each: ``predict`` (read a picture with a trained model, the
+Draw view) and ``learn`` (training sessions the Learn view drives and watches).
 Everything a client can send wrong is answered with a 4xx and ``{"error": "…", "code": "…"}``;
 nothing it sends reaches a 500 or a traceback.
+
+What keeps others out (``Guard``): training uses the machine's CPU, so a page on another web site
+must not be able to start it, and neither may a stranger on the network.
+- the Host header must name an address this server serves (127.0.0.1, localhost): a site whose
+  name an attacker points at 127.0.0.1 (DNS rebinding) gets a 403;
+- every request that changes something (POST…) must come from this server's own page: an Origin
+  header from elsewhere, or a browser's Sec-Fetch-Site: cross-site, gets a 403;
+- the training API (/api/learn/…) needs this launch's token, which `sifir serve` prints in its URL
+  (as Jupyter does): opening that URL leaves it in a cookie for this server (HttpOnly,
+  SameSite=Strict), scripts may send it as X-Sifir-Token or ?token=. Without it: a 403.
 
 What keeps it standing:
 - the request body is counted as it streams in and refused over ``max_body`` bytes (413), whatever
@@ -20,8 +31,11 @@ What keeps it standing:
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import secrets
 from pathlib import Path
 
 from fastapi import Query, Request
@@ -30,15 +44,19 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from .. import __version__
 from ..errors import SifirError
 from ..messages import languages, page_messages
 
-__all__ = ["create_app", "ApiError", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "ApiError", "MAX_BODY_BYTES", "LOOPBACK_NAMES"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 2 * 1024 * 1024   # a 280×280 canvas is ~10 kB; a phone photo the page shrinks first
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+PROTECTED = "/api/learn"            # the training API: the token's part of the server
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 log = logging.getLogger("sifir.web")
 
@@ -48,38 +66,64 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; connect-src 'self';
 
 
 class ApiError(Exception):
-    """A refusal the client caused: HTTP status, a short machine-readable code and a message."""
+    """A refusal the client caused: HTTP status, a short machine-readable code and a message
+    (and the request's ``field`` it is about, when there is one)."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: dict | None = None,
+                   field: str | None = None) -> JSONResponse:
+    body = {"error": message, "code": code, **({"field": field} if field else {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 # -- the app ------------------------------------------------------------------------------------
-def create_app(model_path, *, max_body: int = MAX_BODY_BYTES, **predict_options) -> FastAPIOffline:
-    """The app serving the page and the API for the model in ``model_path`` (loaded now, once).
-    ``predict_options`` (``max_pixels``, ``workers``) go to the prediction room.
+def create_app(model_path=None, *, max_body: int = MAX_BODY_BYTES, token: str | None = None,
+               hosts=LOOPBACK_NAMES, port: int | None = None, any_ip: bool = False,
+               learn_options: dict | None = None, **predict_options) -> FastAPIOffline:
+    """The app serving the page and the API; the Draw view reads with the model in
+    ``model_path`` (loaded now, once; None: none until the Learn view hands one over).
+    ``predict_options`` (``max_pixels``, ``workers``) go to the prediction room, ``learn_options``
+    to the training room (``learn.LearnRoom``).
+
+    Who may ask (``Guard``): a Host header naming one of ``hosts`` (on ``port`` if given; any IP
+    address too when ``any_ip``, for a server listening on all of them), and for the training API
+    the ``token`` (a new random one when None: ``app.state.token``).
 
     Raises ModelFileError when the file is not a readable sifir model.
     """
-    from . import predict
+    from . import learn, predict
+
+    token = token or secrets.token_urlsafe(24)
 
     # FastAPIOffline serves the /docs page's Swagger UI from the package, not from a CDN, so the
     # API documentation works on a machine without internet like everything else here.
-    app = FastAPIOffline(title="sifir", version=__version__,
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.to_thread(app.state.learn.close)   # stop every training run, wait for them
+
+    app = FastAPIOffline(title="sifir", version=__version__, lifespan=lifespan,
                          description="A neural network from zero in NumPy reads handwritten digits. "
-                                     "Draw on the page at /, or post a picture to /api/predict.")
+                                     "Draw on the page at /, or post a picture to /api/predict; "
+                                     "train one in the Learn view (/api/learn, with this launch's token).")
+    app.state.token = token
+    app.add_middleware(Guard, token=token, hosts=hosts, port=port, any_ip=any_ip)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=max_body)
     _add_error_handlers(app)
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+    def page(request: Request) -> FileResponse:
+        """The page; opened with this launch's ?token=, it also leaves the token in a cookie."""
+        response = FileResponse(STATIC / "index.html", media_type="text/html")
+        if secrets.compare_digest(request.query_params.get("token", ""), token):
+            response.set_cookie(cookie_name(request.headers.get("host", "")), token, httponly=True,
+                                samesite="strict", path="/")
+        return response
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
@@ -94,15 +138,23 @@ def create_app(model_path, *, max_body: int = MAX_BODY_BYTES, **predict_options)
         return {"lang": lang, "languages": languages(), "messages": page_messages(lang)}
 
     predict.add_routes(app, model_path, **predict_options)
+    learn.add_routes(app, **(learn_options or {}))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def cookie_name(host: str) -> str:
+    """The token's cookie, one per port: cookies do not tell ports apart, two servers on one
+    machine must not overwrite each other's."""
+    name, _, port = host.rpartition(":")
+    return f"sifir_token_{port if name and port.isdigit() else 80}"
 
 
 # -- errors -------------------------------------------------------------------------------------
 def _add_error_handlers(app: FastAPIOffline) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, field=exc.field)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -198,6 +250,64 @@ class BodyLimit:
                                 (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})   # the rest of the body goes unread
         await send({"type": "http.response.body", "body": payload})
+
+
+class Guard:
+    """Host, Origin and token checks (see the module's docstring), before anything else runs."""
+
+    def __init__(self, app, token: str, hosts, port: int | None = None, any_ip: bool = False):
+        self.app, self.token, self.port, self.any_ip = app, token, port, any_ip
+        self.names = {h.strip("[]").lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        refusal = self.refusal(HTTPConnection(scope))
+        if refusal:
+            code, message = refusal
+            return await error_response(403, code, message)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def refusal(self, request: HTTPConnection) -> tuple[str, str] | None:
+        headers, scope = request.headers, request.scope
+        host = headers.get("host")
+        if host is not None and not self.host_allowed(host):   # no Host at all: not a browser
+            shown = ", ".join(sorted(self.names))
+            return "bad_host", (f"this server answers only to {shown}, not to '{host[:100]}': open the "
+                                "address that `sifir serve` printed")
+        if scope.get("method", "GET") not in SAFE_METHODS:
+            origin = headers.get("origin")
+            own = f"{scope.get('scheme', 'http')}://{host}"
+            if (origin is not None and origin != own) or headers.get("sec-fetch-site") == "cross-site":
+                return "bad_origin", (f"refused: this request came from another site ({(origin or 'unknown')[:100]}); "
+                                      "only this server's own page may change anything here")
+        if scope.get("path", "").startswith(PROTECTED) and not self.token_given(request):
+            return "bad_token", ("the training API needs this launch's token: open the address with ?token=… "
+                                 "that `sifir serve` printed (or send it as X-Sifir-Token)")
+        return None
+
+    def host_allowed(self, host: str) -> bool:
+        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        if not name or not port.isdigit():   # no port given: the default one
+            name, port = host, "80"
+        name = name.strip("[]").lower()
+        if self.port is not None and int(port) != self.port:
+            return False
+        return name in self.names or (self.any_ip and _is_ip(name))
+
+    def token_given(self, request: HTTPConnection) -> bool:
+        given = (request.headers.get("x-sifir-token") or request.query_params.get("token")
+                 or request.cookies.get(cookie_name(request.headers.get("host", ""))) or "")
+        return secrets.compare_digest(given.encode(), self.token.encode())
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
 
 
 class SecurityHeaders:

@@ -4,6 +4,9 @@
                          input as the network sees it, and every hidden layer's activations
     GET  /api/model      the architecture, parameter counts and the model file's info
 
+The model is the one ``sifir serve MODEL`` loaded, or the one the Learn view handed over since
+(``app.state.draw.use(model, info, name)``); with neither, both answer 404 "no_model".
+
 A picture takes the same road as in ``sifir predict``: base64 -> bytes -> ``load_image`` ->
 ``preprocess`` -> ``normalize`` -> the model.
 
@@ -62,20 +65,42 @@ class Prediction(BaseModel):
     activations: list[Activation]
 
 
+class DrawModel:
+    """The model the Draw view reads with, and the lock that lets one forward pass run at a time
+    on it; the Learn view may replace it with a network it just trained."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.model, self.description = None, None
+
+    def use(self, model: nn.Module, info: dict, name: str) -> dict:
+        description = describe_model(name, model, info)
+        with self.lock:
+            self.model, self.description = model, description
+        return description
+
+    def current(self):
+        if self.model is None:
+            raise ApiError(404, "no_model", "no model to read with yet: train one in the Learn view, "
+                                            "or start the server with one: sifir serve MODEL.npz")
+        return self.model
+
+
 def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = WORKERS) -> None:
-    """Load the model in ``model_path`` and add /api/model and /api/predict for it to ``app``."""
-    path = Path(model_path)
-    model, info = io.load_model(path)
-    model_lock = threading.Lock()                  # one forward pass at a time on this model
+    """Load the model in ``model_path`` (None: none yet) and add /api/model and /api/predict."""
+    draw = app.state.draw = DrawModel()
+    if model_path is not None:
+        path = Path(model_path)
+        draw.use(*io.load_model(path), path.name)
     decode_slots = threading.BoundedSemaphore(workers)
-    description = describe_model(path, model, info)
 
     @app.get("/api/model", summary="The model being served")
     def model_info() -> dict:
         """Architecture (as saved in the model file), parameter counts (weights and biases apart,
         as the tutorial counts W1 and W2), the hidden layers the predictions report, and the
         file's info (preset, training recipe, test accuracy…)."""
-        return description
+        draw.current()
+        return draw.description
 
     @app.post("/api/predict", response_model=Prediction, summary="Read the digit in a picture",
               responses={400: {"description": "the body is not valid JSON"},
@@ -92,8 +117,8 @@ def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = 
             check_pixels(data, max_pixels)
             digit_image = read_digit(data)
         x = normalize(digit_image[None])
-        with model_lock:   # read the outputs inside too: a layer may reuse its arrays next call
-            hidden, output = hidden_activations(model, x)
+        with draw.lock:   # read the outputs inside too: a layer may reuse its arrays next call
+            hidden, output = hidden_activations(draw.current(), x)
             activations = activation_list(hidden)
             probs = nn.softmax(output.astype(np.float64))[0]   # as `sifir predict` computes them
         return {"digit": int(probs.argmax()), "probabilities": probs.tolist(),
@@ -158,10 +183,10 @@ def activation_list(hidden) -> list[dict]:
             for i, h in enumerate(hidden, 1)]
 
 
-def describe_model(path: Path, model: nn.Module, info: dict) -> dict:
+def describe_model(name: str, model: nn.Module, info: dict) -> dict:
     """What GET /api/model answers; the hidden layers' shapes come from one blank forward pass."""
     hidden, output = hidden_activations(model, np.zeros((1, 1, 28, 28), np.float32))
-    return {"file": path.name, "architecture": io.describe(model), "parameters": io.count_parameters(model),
+    return {"file": name, "architecture": io.describe(model), "parameters": io.count_parameters(model),
             "hidden": [{"name": a["name"], "layer": a["layer"], "index": a["index"], "shape": a["shape"]}
                        for a in activation_list(hidden)],
             "outputs": int(output.shape[-1]), "info": _json_safe(info)}

@@ -341,6 +341,11 @@
     try {
       const response = await fetch("/api/model");
       const model = await response.json();
+      if (response.status === 404) {   // no model yet: the Learn view trains one
+        modelEl.textContent = t("no_model_yet");
+        buildLayers([]);
+        return;
+      }
       const info = model.info || {};
       const parts = [info.preset ? t("model_named", { name: info.preset }) : model.file,
                      t("weights", { count: number(model.parameters.weights) })];
@@ -358,6 +363,10 @@
   blank();
   drawInput(null);
   window.sifirI18n.ready.then(() => { showNothing(t("draw_prompt")); loadModel(); });
+  window.addEventListener("sifir:model-changed", () => {   // the Learn view handed over its weights
+    generation += 1;
+    loadModel().then(() => { if (hasInk) send(); else showNothing(t("draw_prompt")); });
+  });
   window.sifirI18n.onChange(async () => {   // sentences built here are built again in the new language
     const answer = shown;
     await loadModel();
