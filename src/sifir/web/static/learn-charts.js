@@ -145,7 +145,7 @@ window.sifirLearnDraw = (() => {
       const g = canvas.getContext("2d");
       const image = g.createImageData(w, h);
       for (let k = 0; k < w * h; k++) {
-        const v = bytes[i * w * h + k] / 127;   // red excites, blue inhibits, white is zero
+        const v = bytes[i * w * h + k] / 127;   // red positive, blue negative, white is zero
         const r = v > 0 ? 255 : Math.round(255 * (1 + v)), b = v < 0 ? 255 : Math.round(255 * (1 - v));
         const gr = Math.round(255 * (1 - Math.abs(v)));
         image.data.set([r, gr, b, 255], 4 * k);
