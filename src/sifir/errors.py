@@ -25,5 +25,9 @@ class ImageError(SifirError):
     """A picture could not be read or holds no digit."""
 
 
+class TooManyDigits(ImageError):
+    """A picture holds more digit-like marks than a number has (a page of text, a texture)."""
+
+
 class TrainingDiverged(SifirError):
     """The loss became NaN or infinite."""
