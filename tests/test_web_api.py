@@ -104,7 +104,14 @@ def test_predict_equals_sifir_predict_on_real_digits(client, digits, trained_see
 def test_answer_shape_and_seed_activations(client, digits):
     response, answer = post(client, {"image": data_url(png(digits[0][0]))})
     assert response.status_code == 200
-    assert set(answer) == {"digit", "probabilities", "input", "activations"}
+    assert set(answer) == {"digit", "probabilities", "input", "activations", "number", "digits", "size"}
+    # one digit: the list holds it once more, with its box; the number is that digit
+    assert len(answer["digits"]) == 1 and answer["number"] == str(answer["digit"]) and answer["size"] == [28, 28]
+    only = answer["digits"][0]
+    assert {k: only[k] for k in ("digit", "probabilities", "input")} == {
+        k: answer[k] for k in ("digit", "probabilities", "input")}
+    left, top, width, height = only["box"]
+    assert 0 <= left < left + width <= 28 and 0 <= top < top + height <= 28 and only["row"] == 0
     p = np.array(answer["probabilities"])
     assert p.shape == (10,) and np.all(p >= 0) and abs(p.sum() - 1) < 1e-9 and answer["digit"] == p.argmax()
     x = np.array(answer["input"])
@@ -311,10 +318,10 @@ def test_wrong_method_and_unknown_path_are_json(client):
 def test_unexpected_failure_is_500_json_without_traceback(trained_seed_model, monkeypatch, digits, caplog):
     from fastapi.testclient import TestClient
 
-    def broken(grey):
+    def broken(grey, **options):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(predict_room, "preprocess", broken)
+    monkeypatch.setattr(predict_room, "find_digits", broken)
     with TestClient(server.create_app(trained_seed_model), raise_server_exceptions=False) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 500, "internal")
@@ -327,10 +334,10 @@ def test_library_errors_are_422(trained_seed_model, monkeypatch, digits):
 
     from sifir.errors import SifirError
 
-    def refuses(grey):
+    def refuses(grey, **options):
         raise SifirError("this picture is refused for a reason the user can fix")
 
-    monkeypatch.setattr(predict_room, "preprocess", refuses)
+    monkeypatch.setattr(predict_room, "find_digits", refuses)
     with TestClient(server.create_app(trained_seed_model)) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 422, "bad_input")

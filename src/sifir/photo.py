@@ -12,7 +12,8 @@ other. So the paper's level is estimated everywhere and taken away:
    the strokes, since ink is now the bright side), opened morphologically with a window 15 % of
    the picture's short side wide: a grey opening removes every bright thing narrower than its window (the
    strokes) and keeps what is wider (a shadow, the light's slope: an opening keeps ramps as
-   they are), then smoothed and enlarged back to the picture;
+   they are), then widened by a cell (so a sharp edge leaves no rim) and enlarged back to the
+   picture;
 3. ink = what stands above that level, scaled so the strongest ink is 1; what is faint beside
    it (paper texture, sensor noise, JPEG ringing: below 10 % of the ink, or below a few times the
    noise, measured from the paper itself) is paper.
@@ -40,6 +41,7 @@ MIN_CONTRAST = 32.0  # of 255: less between paper and ink is paper texture or JP
 NOISE_FLOOR = 0.1  # share of the ink's contrast below which a pixel is paper (shading, grain)
 NOISE_SIGMAS = 3.0  # ink must also stand this many noise σ above the paper
 CONTRAST_SIGMAS = 6.0  # the strongest ink must stand this many σ above the paper, or nothing does
+MIN_INK_SHARE = 0.2  # in a photo of paper, ink takes at least this share of the paper's light
 MAX_LEVEL = 1e6  # pictures come in any range near 0..255 (16-bit too); far beyond is a mistake
 WORK_PIXELS = 1_200_000  # bigger pictures are shrunk to at most this many pixels first
 MIN_PHOTO_SIDE = 64  # below this on the short side: a crop or a drawing, with even paper
@@ -54,13 +56,18 @@ class InkMap:
     """Ink coverage of a picture: ``ink`` float32 (H, W) in [0, 1], bright ink on black, 0 where
     there is only paper. ``scale``: the picture's pixels per pixel of ``ink`` (1 unless shrunk);
     ``contrast``: grey levels between paper and the strongest ink; ``noise``: σ of the paper's grey,
-    in grey levels; ``photo``: whether the picture was big enough to be treated as a photo."""
+    in grey levels; ``photo``: whether the picture was big enough to be treated as a photo;
+    ``faintest``: on the scale of ``ink``, the least a mark of real ink reaches somewhere (a
+    photo of dark ink on paper: MIN_INK_SHARE of the paper's light; else 0); ``even``: whether the
+    paper had one level (a drawing, a scan, an evenly lit page)."""
 
     ink: np.ndarray
     scale: float
     contrast: float
     noise: float
     photo: bool
+    faintest: float = 0.0
+    even: bool = True
 
 
 def ink_map(grey) -> InkMap:
@@ -76,10 +83,13 @@ def ink_map(grey) -> InkMap:
     photo = min(x.shape) >= MIN_PHOTO_SIDE
 
     level = float(np.median(_sample(x)))
-    if level - x.min() > x.max() - level:  # paper nearer the light end: dark ink, turn it over
+    dark_ink = level - x.min() > x.max() - level   # paper nearer the light end: turn it over
+    if dark_ink:
         x = 255.0 - x
         level = 255.0 - level
-    x -= paper_level(x, level) if photo else level
+    paper = paper_level(x, level) if photo else level
+    even = np.isscalar(paper)
+    x -= paper
 
     # Most pixels are paper: their median is the paper's level (the cells' quartile lies a little
     # below it), their spread the paper's noise (robust: the median absolute deviation).
@@ -87,11 +97,15 @@ def ink_map(grey) -> InkMap:
         x -= np.median(_sample(x))
     noise = float(1.4826 * np.median(np.abs(_sample(x))))
     contrast = float(x.max())
-    if contrast < max(MIN_CONTRAST, CONTRAST_SIGMAS * noise):
+    # ink takes a good share of the paper's light (pencil a third, pen nine tenths); a stain or the
+    # paper's own texture in a photo takes a little
+    faintest = MIN_INK_SHARE * (255.0 - level) if photo and dark_ink else 0.0
+    if contrast < max(MIN_CONTRAST, CONTRAST_SIGMAS * noise, faintest):
         raise ImageError("no digit found: nothing stands out from the background")
     x /= contrast
     x[x < max(NOISE_FLOOR, NOISE_SIGMAS * noise / contrast)] = 0.0
-    return InkMap(ink=x, scale=scale, contrast=contrast, noise=noise, photo=photo)
+    return InkMap(ink=x, scale=scale, contrast=contrast, noise=noise, photo=photo, faintest=faintest / contrast,
+                  even=even)
 
 
 def _sample(x: np.ndarray, most: int = 250_000) -> np.ndarray:
@@ -114,7 +128,9 @@ def paper_level(x: np.ndarray, level: float) -> np.ndarray | float:
         return level
     window = max(3, round(min(gh, gw) * OPENING))
     coarse = ndimage.grey_opening(coarse, size=(window, window), mode="nearest")
-    coarse = ndimage.uniform_filter(coarse, 3, mode="nearest")
+    # Widened by a cell, so that at a sharp edge (the page's, a shadow's) the enlarged level covers
+    # the darker side fully: its rim left as a band of "ink" would pass for a stroke.
+    coarse = ndimage.grey_dilation(coarse, size=(3, 3), mode="nearest")
     # back to full size: each cell's value sits at its centre, linear in between
     rows = _interpolation(gh, cell, h)
     cols = _interpolation(gw, cell, w)

@@ -35,19 +35,22 @@ CORE = 0.5  # share of the strongest ink from which a pixel is the core of a str
 GROW = 2  # px, and REACH of the picture's long side: fainter ink this close to a core belongs
 REACH = 0.006  # to its stroke (a stroke's soft edge, a faint bit between two firm ones)
 SPECK = 0.01  # a mark under this share of the biggest mark's area is a speck
-LINE_SPAN = 0.75  # a paper line spans at least this share of the picture...
+LINE_SPAN = 0.5  # a paper line spans at least this share of the picture...
 LINE_THIN = 120  # ...and is thinner than the picture's width over this (+ 2 px)
 MAX_TILT = 8.0  # degrees: lines are looked for this far from level
 FRAME_TOUCH = 0.3  # a mark along this share of a picture's side is the page edge or the table
+BORDER = 0.005  # the picture's border: this share of its long side (at least a pixel) on each side
+EDGE_NEAR = 0.15  # a long thin band this near a side (share of the picture) is the page's edge
 BLOB = 0.3  # stroke width over the mark's length above which it is a filled blob, not lines
 MIN_JUDGED = 12  # px: marks shorter than this are too small to tell strokes from blobs
-PIECE = 0.35  # a mark under this share of a neighbour's area, and less tall, may be a piece of it
+PIECE = 0.6  # a mark under this share of a neighbour's area, and shorter, may be a piece of it
 SMALL = 0.5  # a mark less tall than this share of its row's tallest is not a digit
 DASH = 4.0  # a mark this many times wider than tall is a dash or a bar, not a digit (photos)
 SPLIT = 1.15  # a mark wider than this many times its height may hold more than one digit
 DIGIT_WIDTH = 0.75  # a digit's usual width, in heights, for guessing how many touch
 SLANTS = np.tan(np.radians(np.arange(-20, 21, 5)))   # slants of the cut between touching digits
 VALLEY = 0.65  # touching digits are cut only where a column holds under this share of the usual ink
+MIN_DIGIT = 0.03  # in a photo, a digit is at least this share of the picture's long side tall
 MAX_DIGITS = 20
 EIGHT = np.ones((3, 3), bool)
 
@@ -92,19 +95,23 @@ def find_regions(m: InkMap) -> list[Region]:
     of text, a texture).
     """
     ink = np.where(_paper_lines(m.ink), 0.0, m.ink) if m.photo else m.ink
+    faintest = m.faintest
     for attempt in range(2):
         labels, n = _strokes(ink)
-        groups = _marks(labels, n, photo=m.photo)
+        groups = _marks(labels, n, ink, photo=m.photo, faintest=faintest, strict=m.photo and not m.even)
         kept = np.zeros(n + 1, bool)
         kept[[next(iter(g.labels)) for g in groups]] = True
         strongest = float(ink[kept[labels]].max()) if groups else 0.0
         # What was strongest may have been the table or a shadow: measure the ink by the marks kept.
         if attempt or not groups or strongest >= 0.7:
             break
-        ink = np.minimum(ink / strongest, 1.0)
+        ink, faintest = np.minimum(ink / strongest, 1.0), faintest / strongest
     if not groups:
         raise ImageError(t("photo.no_digit_marks"))
-    regions = [r for g in _rows(_merge(groups), photo=m.photo) for r in _regions(g, labels)]
+    least = MIN_DIGIT * max(ink.shape) if m.photo else 0.0
+    regions = [r for g in _rows(_merge(groups), photo=m.photo, least=least) for r in _regions(g, labels)]
+    if not regions:
+        raise ImageError(t("photo.no_digit_marks"))
     if len(regions) > MAX_DIGITS:
         raise TooManyDigits(t("photo.too_many", count=len(regions), limit=MAX_DIGITS))
     return regions
@@ -121,53 +128,87 @@ def _strokes(ink: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # -- marks -----------------------------------------------------------------------------------------
-def _marks(labels: np.ndarray, n: int, *, photo: bool) -> list[_Group]:
-    """Every connected mark that could be (part of) a digit, as a one-label group."""
+def _marks(labels: np.ndarray, n: int, ink: np.ndarray, *, photo: bool, faintest: float,
+           strict: bool) -> list[_Group]:
+    """Every connected mark that could be (part of) a digit, as a one-label group. ``strict``: an
+    unevenly lit photo, where whatever reaches the border is the page's edge, a shadow, or a
+    digit cut in two by the frame (a drawing's digit may touch the border)."""
     if n == 0:
         return []
     area = np.bincount(labels.ravel(), minlength=n + 1)
-    ink = labels > 0
-    boundary = ink & ~ndimage.binary_erosion(ink, EIGHT, border_value=0)
+    inked = labels > 0
+    boundary = inked & ~ndimage.binary_erosion(inked, EIGHT, border_value=0)
     edge = np.bincount(labels[boundary], minlength=n + 1)
     h, w = labels.shape
-    along = np.zeros((4, n + 1), np.int64)   # pixels on the top, bottom, left, right border
-    for k, side in enumerate((labels[0], labels[-1], labels[:, 0], labels[:, -1])):
-        along[k] = np.bincount(side, minlength=n + 1)
+    z = max(1, round(BORDER * max(h, w)))   # the border: its outer z rows and columns
+    on = np.stack([np.bincount(side.ravel(), minlength=n + 1) / z
+                   for side in (labels[:z], labels[-z:], labels[:, :z], labels[:, -z:])])
     marks = []
     for lab, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         top, bottom, left, right = box[0].start, box[0].stop, box[1].start, box[1].stop
         longest = max(bottom - top, right - left)
-        if photo and _along_border(along[:, lab], bottom - top, right - left, h, w):
+        if (strict and on[:, lab].any()) or (photo and _page_edge(on[:, lab], top, left, bottom, right, h, w)):
             continue   # the page's edge, the table beyond it, a shadow's edge at the border
         if photo and longest >= MIN_JUDGED and 2 * area[lab] / max(1, edge[lab]) > BLOB * longest:
             continue   # filled: a shadow, a finger, a blot
         marks.append(_Group({lab}, top, left, bottom, right, int(area[lab])))
     biggest = max((g.area for g in marks), default=0)
-    return [g for g in marks if g.area >= SPECK * biggest]
+    marks = [g for g in marks if g.area >= SPECK * biggest]
+    if faintest > 0:   # too faint for ink: a stain, the paper's texture
+        marks = [g for g in marks if _strongest(g, labels, ink) >= faintest]
+    return marks
 
 
-def _along_border(on: np.ndarray, height: int, width: int, h: int, w: int) -> bool:
-    """Whether a mark with ``on`` pixels on the (top, bottom, left, right) border lies along it:
-    touching FRAME_TOUCH of a side, or a band along a side it touches, longer than twice its depth.
-    (A digit that merely touches the border, as a big drawn 1 does top and bottom, is kept.)"""
-    top, bottom, left, right = on
-    if max(top, bottom) >= FRAME_TOUCH * w or max(left, right) >= FRAME_TOUCH * h:
+def _strongest(g: _Group, labels: np.ndarray, ink: np.ndarray) -> float:
+    box = (slice(g.top, g.bottom), slice(g.left, g.right))
+    return float(ink[box][np.isin(labels[box], list(g.labels))].max())
+
+
+def _page_edge(on: np.ndarray, top: int, left: int, bottom: int, right: int, h: int, w: int) -> bool:
+    """Whether a mark lies along the picture's border, as the page's edge, the table beyond it and
+    a shadow's edge do: it runs along FRAME_TOUCH of a side in the border (``on``: its pixels there,
+    per border row, for the top, bottom, left and right), or it is a band along a side it touches,
+    longer than twice its depth, or a long thin band near a side (an edge the light estimate
+    blurred). A digit that merely touches the border, as a big drawn 1 does, is kept."""
+    height, width = bottom - top, right - left
+    at_top, at_bottom, at_left, at_right = on
+    if max(at_top, at_bottom) >= FRAME_TOUCH * w or max(at_left, at_right) >= FRAME_TOUCH * h:
         return True
-    return bool(((top or bottom) and width > 2 * height) or ((left or right) and height > 2 * width))
+    if ((at_top or at_bottom) and width > 2 * height) or ((at_left or at_right) and height > 2 * width):
+        return True
+    near_side = left < EDGE_NEAR * w or right > (1 - EDGE_NEAR) * w
+    near_end = top < EDGE_NEAR * h or bottom > (1 - EDGE_NEAR) * h
+    return bool((height >= 0.5 * h and width <= 0.5 * EDGE_NEAR * w and near_side)
+                or (width >= 0.5 * w and height <= 0.5 * EDGE_NEAR * h and near_end))
 
 
 def _paper_lines(ink: np.ndarray) -> np.ndarray:
     """The pixels of the straight lines that cross a photo (ruled or squared paper, a margin), less
     those where a stroke crosses a line: bool, the shape of ``ink``."""
-    lines = _horizontal_lines(ink > 0)
-    return lines | _horizontal_lines((ink > 0).T).T
+    soft = ink > 0
+    across = _horizontal_lines(soft)
+    down = _horizontal_lines(soft.T).T
+    rest = (ink >= CORE) & ~(across | down)
+    # keep a line's pixels where a stroke crosses it: firm ink close on both sides of the line
+    reach = int(max(ink.shape) / LINE_THIN) + 4
+    return (across & ~_both_sides(rest, reach)) | (down & ~_both_sides(rest.T, reach).T)
+
+
+def _both_sides(rest: np.ndarray, reach: int) -> np.ndarray:
+    """Pixels with ``rest`` within ``reach`` above them and within ``reach`` below them."""
+    above = np.zeros_like(rest)
+    below = np.zeros_like(rest)
+    for k in range(1, reach + 1):
+        above[k:] |= rest[:-k]
+        below[:-k] |= rest[k:]
+    return above & below
 
 
 def _tilt(ys: np.ndarray, xs: np.ndarray) -> float:
     """tan θ of the tilt, within ±MAX_TILT°, along which the ink's counts are most peaked (the sum
-    of their squares is largest): a whole degree apart first, then a quarter around the best."""
+    of their squares is largest): a whole degree apart first, then finer around the best."""
     step = max(1, len(xs) // 50_000)   # a sample of the ink is plenty to find the tilt
     ys, xs = ys[::step].astype(np.float64), xs[::step].astype(np.float64)
 
@@ -176,47 +217,37 @@ def _tilt(ys: np.ndarray, xs: np.ndarray) -> float:
         counts = np.bincount(offset - offset.min())
         return float(counts @ counts)
 
-    coarse = max(np.arange(-MAX_TILT, MAX_TILT + 0.01, 1.0), key=peaked)
-    return float(np.tan(np.radians(max(np.arange(coarse - 0.75, coarse + 0.76, 0.25), key=peaked))))
+    best = max(np.arange(-MAX_TILT, MAX_TILT + 0.01, 1.0), key=peaked)
+    for fine in (0.25, 0.05):
+        best = max(best + np.arange(-4, 5) * fine, key=peaked)
+    return float(np.tan(np.radians(best)))
 
 
 def _horizontal_lines(soft: np.ndarray) -> np.ndarray:
     """Nearly horizontal lines, found as a Hough transform restricted to small tilts finds them:
     for each tilt, count the ink along every line of that tilt (a histogram of y − x·tan θ); the
-    camera's tilt is where the counts are most peaked, and a line is a run of counts that covers
-    LINE_SPAN of the picture's width in a band thinner than a pen's stroke."""
+    camera's tilt is where the counts are most peaked, and a line is a run of counts (three rows
+    together, for what the tilt's rounding spreads) that covers LINE_SPAN of the picture's width,
+    in a band thinner than a pen's stroke."""
     h, w = soft.shape
     ys, xs = np.nonzero(soft)
     lines = np.zeros_like(soft)
     if len(xs) < LINE_SPAN * w:
         return lines
-    best = _tilt(ys, xs)
-    along = ys - xs * best
-    low = np.floor(along.min())
-    counts = np.bincount(np.round(along - low).astype(np.int64))
-    full = counts >= LINE_SPAN * w
-    if not full.any():
-        return lines
+    along = ys - xs * _tilt(ys, xs)
+    bins = np.round(along - np.floor(along.min())).astype(np.int64)
+    counts = np.bincount(bins)
+    full = np.convolve(counts, np.ones(3), mode="same") >= LINE_SPAN * w
     thickest = w / LINE_THIN + 2
+    on_line = np.zeros(len(counts), bool)
     starts = np.flatnonzero(full & ~np.r_[False, full[:-1]])
     stops = np.flatnonzero(full & ~np.r_[full[1:], False]) + 1
-    on_line = np.zeros(len(counts) + 2, bool)
     for start, stop in zip(starts, stops):
-        if stop - start <= thickest:
-            on_line[max(0, start - 1):stop + 1] = True   # and a pixel either side: the line's soft edge
-    if not on_line.any():
-        return lines
-    band = on_line[np.round(along - low).astype(np.int64)]
+        if stop - start <= thickest + 2:
+            on_line[start:stop] = True
+    band = on_line[bins]
     lines[ys[band], xs[band]] = True
-    # keep the band where a stroke crosses it: other ink close above and below
-    rest = soft & ~lines
-    reach = int(thickest) + 2
-    above = np.zeros_like(rest)
-    below = np.zeros_like(rest)
-    for k in range(1, reach + 1):
-        above[k:] |= rest[:-k]
-        below[:-k] |= rest[k:]
-    return lines & ~(above & below)
+    return lines
 
 
 # -- digits ------------------------------------------------------------------------------------------
@@ -247,17 +278,17 @@ def _one_digit(a: _Group, b: _Group) -> bool:
     overlap = min(a.right, b.right) - max(a.left, b.left)
     tall = max(a.bottom, b.bottom) - min(a.top, b.top)
     wide = max(a.right, b.right) - min(a.left, b.left)
-    if overlap >= 0.5 * min(a.width, b.width) and tall <= 1.5 * max(a.height, b.height):
+    if overlap >= 0.5 * min(a.width, b.width) and tall <= 1.9 * max(a.height, b.height):
         return True
     small, big = (a, b) if a.area < b.area else (b, a)
     gap = max(0, -overlap, max(a.top, b.top) - min(a.bottom, b.bottom))
-    return (small.area < PIECE * big.area and small.height < 0.6 * big.height
+    return (small.area < PIECE * big.area and small.height < 0.75 * big.height
             and gap <= 0.25 * big.height and wide <= 1.3 * tall)
 
 
-def _rows(groups: list[_Group], *, photo: bool) -> list[_Group]:
+def _rows(groups: list[_Group], *, photo: bool, least: float) -> list[_Group]:
     """Sort into text rows (top to bottom) and each row left to right; drop what is no digit by its
-    size in its row, and cut marks too wide for one digit."""
+    size in its row, or by being under ``least`` px tall."""
     rows: list[list[_Group]] = []
     for g in sorted(groups, key=lambda g: (g.top + g.bottom) / 2):
         middle = (g.top + g.bottom) / 2
@@ -276,7 +307,7 @@ def _rows(groups: list[_Group], *, photo: bool) -> list[_Group]:
         if row_tallest < SMALL * tallest:
             continue   # a row of small marks beside the number: notes, specks
         for g in sorted(row, key=lambda g: (g.left + g.right) / 2):
-            if g.height < SMALL * row_tallest or (photo and g.width > DASH * g.height):
+            if g.height < max(least, SMALL * row_tallest) or (photo and g.width > DASH * g.height):
                 continue
             g.row = r
             g.may_split = g.height >= 0.75 * row_tallest   # a touching pair is as tall as its row
@@ -314,15 +345,20 @@ def _cuts(mask: np.ndarray, n: int) -> list[np.ndarray]:
     """
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
+    hy, hx = np.nonzero(ndimage.binary_fill_holes(mask) & ~mask)   # inside loops: never cut there
     step = w / n
     shifted, profiles = [], []
     for slant in SLANTS:
         at = np.round(xs - slant * (ys - h / 2)).astype(np.int64)
         low = int(at.min())
         profile = ndimage.uniform_filter1d(np.bincount(at - low).astype(np.float64), 3)
+        holes = np.round(hx - slant * (hy - h / 2)).astype(np.int64) - low
+        holes = holes[(holes >= 0) & (holes < len(profile))]
+        profile[holes] = np.inf
         shifted.append((at, low))
         profiles.append(profile)
-    usual = float(np.median(profiles[len(SLANTS) // 2][profiles[len(SLANTS) // 2] > 0]))
+    straight = profiles[len(SLANTS) // 2]
+    usual = float(np.median(straight[(straight > 0) & np.isfinite(straight)]))
     label = np.zeros(len(xs), np.int64)
     last = 0
     for k in range(1, n):
@@ -341,5 +377,8 @@ def _cuts(mask: np.ndarray, n: int) -> list[np.ndarray]:
     for k in range(int(label.max()) + 1):
         piece = np.zeros_like(mask)
         piece[ys[label == k], xs[label == k]] = True
+        rows = np.flatnonzero(piece.any(axis=1))
+        if len(rows) == 0 or rows[-1] - rows[0] + 1 < 0.6 * h:
+            return [mask]   # a piece much shorter than the mark is a tail or a bar, not a digit
         pieces.append(piece)
     return pieces
