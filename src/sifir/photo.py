@@ -48,7 +48,7 @@ MIN_PHOTO_SIDE = 64  # below this on the short side: a crop or a drawing, with e
 GRID = 96  # cells on the picture's long side for the paper's level
 QUANTILE = 25  # percentile of a cell's pixels that is paper (ink is the bright minority)
 OPENING = 0.15  # the opening's window, as a share of the grid's short side (a stroke is thinner)
-EVEN_PAPER = 10.0  # grey levels: paper whose cells (8 in 10) vary less than this is one level
+EVEN_PAPER = 10.0  # grey levels: paper whose cells (the lighter 55 in 100) vary less than this is one level
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def paper_level(x: np.ndarray, level: float) -> np.ndarray | float:
     cells = padded.reshape(gh, cell, gw, cell).transpose(0, 2, 1, 3).reshape(gh, gw, cell * cell)
     k = (cell * cell * QUANTILE) // 100
     coarse = np.partition(cells, k, axis=-1)[..., k]
-    low, high = np.percentile(coarse, [10, 90])
+    low, high = np.percentile(coarse, [5, 60])
     if high - low < EVEN_PAPER:   # most cells are the same paper: strokes are the rest
         return level
     window = max(3, round(min(gh, gw) * OPENING))
