@@ -236,3 +236,38 @@ def jpeg_bytes(image: np.ndarray, seed: int, settings: PhotoSettings = PhotoSett
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def main(argv=None) -> int:
+    """Write one photo-like picture of a number: ``--digits 2026`` takes, for each digit, the next
+    MNIST test image of that digit (the first 2, the first 0, the second 2, the first 6)."""
+    import argparse
+    import gzip
+    import os
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description="Write a photo-like JPEG of a number written with MNIST test digits.")
+    p.add_argument("--digits", default="2026", help="the number to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the picture's light, paper and camera")
+    p.add_argument("--size", default="1200x800", help="WIDTHxHEIGHT")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SIFIR_DATA_DIR", ".")))
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    images = np.frombuffer(gzip.open(args.data_dir / "t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
+    labels = np.frombuffer(gzip.open(args.data_dir / "t10k-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
+    images = images.reshape(-1, 28, 28)
+    used: dict[int, int] = {}
+    indices = []
+    for ch in args.digits:
+        d = int(ch)
+        indices.append(int(np.flatnonzero(labels == d)[used.get(d, 0)]))
+        used[d] = used.get(d, 0) + 1
+    width, height = map(int, args.size.split("x"))
+    picture, _ = photo(images[indices], args.seed, size=(width, height))
+    args.out.write_bytes(jpeg_bytes(picture, args.seed))
+    print(f"wrote {args.out}: {args.digits} from MNIST test images {', '.join(map(str, indices))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,10 +55,10 @@ def load_image(source) -> np.ndarray:
 
 
 def load_photo(source) -> tuple[np.ndarray, tuple[int, int]]:
-    """Like `load_image`, for reading digits off a photo: a JPEG far bigger than the reading needs
-    (over 4 × photo.WORK_PIXELS) is decoded at ½, ¼ or ⅛ of its size, straight from its
-    compressed blocks (what phones' galleries do for thumbnails), which is several times faster
-    than decoding it whole. Returns the grey picture and the picture's own (width, height)."""
+    """Like `load_image`, for reading digits off a photo: a JPEG bigger than the reading needs
+    (over photo.WORK_PIXELS) is decoded at ½, ¼ or ⅛ of its size, the least that fits, straight
+    from its compressed blocks (as galleries make thumbnails), several times faster than decoding
+    it whole. Returns the grey picture and the picture's own (width, height)."""
     return _decode(source, draft=True)
 
 

@@ -49,6 +49,8 @@ DASH = 4.0  # a mark this many times wider than tall is a dash or a bar, not a d
 SPLIT = 1.15  # a mark wider than this many times its height may hold more than one digit
 DIGIT_WIDTH = 0.75  # a digit's usual width, in heights, for guessing how many touch
 SLANTS = np.tan(np.radians(np.arange(-20, 21, 5)))   # slants of the cut between touching digits
+SURELY = 1.45  # … and one wider than this many times its height surely does
+PULL = 0.5  # a cut's cost grows by this share of the usual ink per digit's width off the even cut
 VALLEY = 0.65  # touching digits are cut only where a column holds under this share of the usual ink
 MIN_DIGIT = 0.03  # in a photo, a digit is at least this share of the picture's long side tall
 MAX_DIGITS = 20
@@ -324,7 +326,7 @@ def _regions(g: _Group, labels: np.ndarray) -> list[Region]:
     mask = np.isin(labels[g.top:g.bottom, g.left:g.right], list(g.labels))
     pieces = [mask]
     if g.may_split and g.height >= MIN_JUDGED and SPLIT * g.height < g.width <= DASH * g.height:
-        pieces = _cuts(mask, round(g.width / (DIGIT_WIDTH * g.height)))
+        pieces = _cuts(mask, round(g.width / (DIGIT_WIDTH * g.height)), sure=g.width > SURELY * g.height)
     regions = []
     for piece in pieces:
         rows, cols = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
@@ -335,13 +337,14 @@ def _regions(g: _Group, labels: np.ndarray) -> list[Region]:
     return regions
 
 
-def _cuts(mask: np.ndarray, n: int) -> list[np.ndarray]:
+def _cuts(mask: np.ndarray, n: int, sure: bool = False) -> list[np.ndarray]:
     """A mark of up to n touching digits -> its pieces, cut where its ink is thinnest.
 
     Handwriting slants, so a cut is a slanted line: for each slant in SLANTS, the ink is counted
     along lines of that slant (a histogram of x − slant·y); each cut is searched within 45 % of a
     digit's width of the even cut, at the slant and place with the least ink, and made only when
-    that is under VALLEY of the mark's usual count (a wide 0 has no such place: it stays whole).
+    that is under VALLEY of the mark's usual count (a wide 0 has no such place: it stays whole),
+    or, when ``sure`` (a mark wider than any one digit), wherever it crosses no loop.
     """
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
@@ -367,13 +370,14 @@ def _cuts(mask: np.ndarray, n: int) -> list[np.ndarray]:
             lo, hi = int(k * step - 0.45 * step) - low, int(k * step + 0.45 * step) + 1 - low
             lo, hi = max(lo, last - low + 1, 1), min(hi, len(profile) - 1)
             if hi > lo:
-                i = lo + int(np.argmin(profile[lo:hi]))
-                i = _middle_of_valley(profile, i, lo, hi)
-                if best is None or profile[i] < best[0]:
-                    best = (profile[i], at, i + low)
-        if best is not None and best[0] <= VALLEY * usual:
-            label += best[1] >= best[2]
-            last = best[2]
+                # the least ink, and of two thin places the one nearer the even cut
+                cost = profile[lo:hi] + PULL * usual * np.abs(np.arange(lo, hi) + low - k * step) / step
+                i = _middle_of_valley(profile, lo + int(np.argmin(cost)), lo, hi)
+                if best is None or cost[i - lo] < best[0]:
+                    best = (cost[i - lo], profile[i], at, i + low)
+        if best is not None and (best[1] <= VALLEY * usual or (sure and np.isfinite(best[1]))):
+            label += best[2] >= best[3]
+            last = best[3]
     pieces = []
     for k in range(int(label.max()) + 1):
         piece = np.zeros_like(mask)

@@ -59,20 +59,20 @@ class Activation(BaseModel):
     values: Any = Field(description="nested lists of that shape")
 
 
-class DigitFound(BaseModel):
+class DigitRead(BaseModel):
     digit: int = Field(description="the most probable digit")
     probabilities: list[float] = Field(description="softmax of the output, one per digit 0–9")
     input: list[list[float]] = Field(description="28×28 in [0, 1]: the digit as the network sees it "
                                      "(bright ink on black), before normalisation")
+
+
+class DigitFound(DigitRead):
     box: list[int] = Field(description="[left, top, width, height] of the digit's ink, in the picture's pixels")
     row: int = Field(description="the text row it stands in, 0 for the top one")
 
 
-class Prediction(BaseModel):
-    digit: int = Field(description="the first (or only) digit: the most probable one")
-    probabilities: list[float] = Field(description="the first digit's softmax of the output, one per digit 0–9")
-    input: list[list[float]] = Field(description="the first digit's 28×28 input in [0, 1], bright ink on black, "
-                                     "before normalisation")
+class Prediction(DigitRead):
+    """``digit``, ``probabilities`` and ``input`` are the first (or only) digit's, as ``digits[0]``."""
     activations: list[Activation] = Field(description="every hidden layer's activations for the first digit")
     number: str = Field(description="every digit read, left to right, rows apart by a space: \"2026\"")
     digits: list[DigitFound] = Field(description="every digit found, in reading order")
