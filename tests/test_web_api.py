@@ -538,3 +538,35 @@ def test_messages_in_each_language(client):
     assert en["messages"]["clear"] == "Clear" and tr["messages"]["clear"] == "Temizle"
     response = client.get("/api/messages", params={"lang": "xx"})
     assert_error(response, response.json(), 422, "bad_language")
+
+
+# -- pictures of several digits --------------------------------------------------------------------------
+def written(rows_of_digits, scale=3, gap=20) -> bytes:
+    """MNIST digits written dark on white paper, a row of them per list, as a PNG."""
+    side = 28 * scale
+    width = max(len(r) for r in rows_of_digits) * (side + gap) + 2 * gap
+    paper = np.full((len(rows_of_digits) * (side + gap) + 2 * gap, width), 255, np.uint8)
+    for i, row in enumerate(rows_of_digits):
+        for j, d in enumerate(row):
+            y, x = gap + i * (side + gap), gap + j * (side + gap)
+            paper[y:y + side, x:x + side] = 255 - np.kron(d, np.ones((scale, scale), np.uint8))
+    return png(paper)
+
+
+def test_every_digit_of_a_number_with_its_box(client, digits):
+    images, labels = digits
+    response, answer = post(client, {"image": data_url(written([images[:3]]))})
+    assert response.status_code == 200
+    found = answer["digits"]
+    assert len(found) == 3 and answer["number"] == "".join(str(d["digit"]) for d in found)
+    assert [d["box"][0] for d in found] == sorted(d["box"][0] for d in found)   # left to right
+    assert answer["digit"] == found[0]["digit"] and answer["input"] == found[0]["input"]
+    assert sum(d["digit"] == label for d, label in zip(found, labels[:3])) >= 2
+    assert answer["size"] == [3 * 104 + 40, 104 + 40]
+
+
+def test_more_digits_than_a_number_is_refused(client, digits):
+    images, _ = digits
+    response, answer = post(client, {"image": data_url(written([images[k:k + 6] for k in (0, 6, 12, 18)]))})
+    assert_error(response, answer, 422, "too_many_digits")
+    assert re.search(r"\b2\d digit-like marks, more than the 20 a number has", answer["error"])
