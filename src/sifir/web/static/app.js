@@ -121,7 +121,7 @@
       if (response.ok) { show(answer); showDigitsFound(answer); }
       else if (answer.code === "no_digit" && showingUpload) { showNothing(t("photo.none")); window.sifirPhoto.none("photo.none", uploaded); }
       else if (answer.code === "no_digit") { showNothing(t("draw_prompt")); window.sifirPhoto.hide(); }
-      else if (answer.code === "too_many_digits") { showError(t("photo.too_many")); window.sifirPhoto.none("photo.too_many", uploaded); }
+      else if (answer.code === "too_many_digits") { showError(t("photo.too_many")); window.sifirPhoto.none("photo.too_many", showingUpload ? uploaded : pad); }
       else showError(answer.error || t("server_answered", { status: response.status }));
     } catch (err) {
       if (mine === generation) showError(t("unreachable"));
