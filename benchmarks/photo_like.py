@@ -250,9 +250,12 @@ def main(argv=None) -> int:
     p.add_argument("--digits", default="2026", help="the number to write")
     p.add_argument("--seed", type=int, default=0, help="seed of the picture's light, paper and camera")
     p.add_argument("--size", default="1200x800", help="WIDTHxHEIGHT")
-    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SIFIR_DATA_DIR", ".")))
+    p.add_argument("--data-dir", type=Path, help="MNIST folder (default: $SIFIR_DATA_DIR or the cache)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    if args.data_dir is None:
+        from sifir.data.mnist import default_data_dir
+        args.data_dir = Path(os.environ.get("SIFIR_DATA_DIR") or default_data_dir())
     images = np.frombuffer(gzip.open(args.data_dir / "t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
     labels = np.frombuffer(gzip.open(args.data_dir / "t10k-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
     images = images.reshape(-1, 28, 28)
