@@ -7,8 +7,9 @@ Unless --url is given, the script starts `sifir serve MODEL` itself on a free po
 the end. N clients (asyncio + httpx, one connection each) post real MNIST test digits as PNG data
 URLs, each client waiting for its answer before sending the next, until the time is up or the
 request budget is spent, whichever comes first. Every answer is compared with the offline
-prediction for the same PNG (`sifir predict`'s path: load_image -> preprocess -> normalize ->
-the model -> softmax): the digit must be the same and the probabilities equal to 1e-6.
+prediction for the same PNG (`sifir predict`'s path, ``reading.read_picture``: load_photo ->
+find_digits -> normalize -> the model -> softmax; the first digit found): the digit must be the
+same and the probabilities equal to 1e-6.
 
 Reports requests/s, latency percentiles, errors and mismatches; exits 1 unless both are 0.
 Only 127.0.0.1 is ever a target: this measures our server, it must not load anyone else's.
@@ -52,13 +53,9 @@ def data_url(data: bytes, media_type: str = "image/png") -> str:
 
 
 def offline_prediction(model, png: bytes) -> np.ndarray:
-    """Probabilities for one picture the way `sifir predict` computes them."""
-    from sifir import nn
-    from sifir.data.mnist import normalize
-    from sifir.preprocess import load_image, preprocess
-    from sifir.train import predict_logits
-    x = normalize(preprocess(load_image(png))[None])
-    return nn.softmax(predict_logits(model, x).astype(np.float64))[0]
+    """Probabilities of the picture's first digit the way `sifir predict` computes them."""
+    from sifir.reading import read_picture
+    return read_picture(model, png).digits[0].probabilities
 
 
 @dataclass

@@ -105,7 +105,14 @@ def test_predict_equals_sifir_predict_on_real_digits(client, digits, trained_see
 def test_answer_shape_and_seed_activations(client, digits):
     response, answer = post(client, {"image": data_url(png(digits[0][0]))})
     assert response.status_code == 200
-    assert set(answer) == {"digit", "probabilities", "input", "activations"}
+    assert set(answer) == {"digit", "probabilities", "input", "activations", "number", "digits", "size"}
+    # one digit: the list holds it once more, with its box; the number is that digit
+    assert len(answer["digits"]) == 1 and answer["number"] == str(answer["digit"]) and answer["size"] == [28, 28]
+    only = answer["digits"][0]
+    assert {k: only[k] for k in ("digit", "probabilities", "input")} == {
+        k: answer[k] for k in ("digit", "probabilities", "input")}
+    left, top, width, height = only["box"]
+    assert 0 <= left < left + width <= 28 and 0 <= top < top + height <= 28 and only["row"] == 0
     p = np.array(answer["probabilities"])
     assert p.shape == (10,) and np.all(p >= 0) and abs(p.sum() - 1) < 1e-9 and answer["digit"] == p.argmax()
     x = np.array(answer["input"])
@@ -312,10 +319,10 @@ def test_wrong_method_and_unknown_path_are_json(client):
 def test_unexpected_failure_is_500_json_without_traceback(trained_seed_model, monkeypatch, digits, caplog):
     from fastapi.testclient import TestClient
 
-    def broken(grey):
+    def broken(grey, **options):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(predict_room, "preprocess", broken)
+    monkeypatch.setattr(predict_room, "find_digits", broken)
     with TestClient(server.create_app(trained_seed_model), base_url=LOCAL, raise_server_exceptions=False) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 500, "internal")
@@ -328,10 +335,10 @@ def test_library_errors_are_422(trained_seed_model, monkeypatch, digits):
 
     from sifir.errors import SifirError
 
-    def refuses(grey):
+    def refuses(grey, **options):
         raise SifirError("this picture is refused for a reason the user can fix")
 
-    monkeypatch.setattr(predict_room, "preprocess", refuses)
+    monkeypatch.setattr(predict_room, "find_digits", refuses)
     with TestClient(server.create_app(trained_seed_model), base_url=LOCAL) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 422, "bad_input")
@@ -540,3 +547,35 @@ def test_messages_in_each_language(client):
     assert en["messages"]["clear"] == "Clear" and tr["messages"]["clear"] == "Temizle"
     response = client.get("/api/messages", params={"lang": "xx"})
     assert_error(response, response.json(), 422, "bad_language")
+
+
+# -- pictures of several digits --------------------------------------------------------------------------
+def written(rows_of_digits, scale=3, gap=20) -> bytes:
+    """MNIST digits written dark on white paper, a row of them per list, as a PNG."""
+    side = 28 * scale
+    width = max(len(r) for r in rows_of_digits) * (side + gap) + 2 * gap
+    paper = np.full((len(rows_of_digits) * (side + gap) + 2 * gap, width), 255, np.uint8)
+    for i, row in enumerate(rows_of_digits):
+        for j, d in enumerate(row):
+            y, x = gap + i * (side + gap), gap + j * (side + gap)
+            paper[y:y + side, x:x + side] = 255 - np.kron(d, np.ones((scale, scale), np.uint8))
+    return png(paper)
+
+
+def test_every_digit_of_a_number_with_its_box(client, digits):
+    images, labels = digits
+    response, answer = post(client, {"image": data_url(written([images[:3]]))})
+    assert response.status_code == 200
+    found = answer["digits"]
+    assert len(found) == 3 and answer["number"] == "".join(str(d["digit"]) for d in found)
+    assert [d["box"][0] for d in found] == sorted(d["box"][0] for d in found)   # left to right
+    assert answer["digit"] == found[0]["digit"] and answer["input"] == found[0]["input"]
+    assert sum(d["digit"] == label for d, label in zip(found, labels[:3])) >= 2
+    assert answer["size"] == [3 * 104 + 40, 104 + 40]
+
+
+def test_more_digits_than_a_number_is_refused(client, digits):
+    images, _ = digits
+    response, answer = post(client, {"image": data_url(written([images[k:k + 6] for k in (0, 6, 12, 18)]))})
+    assert_error(response, answer, 422, "too_many_digits")
+    assert re.search(r"\b2\d digit-like marks, more than the 20 a number has", answer["error"])

@@ -278,15 +278,57 @@ def test_blank_and_unreadable_uploads_are_messages_not_errors(page, tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("L", (200, 200), 255).save(blank)
     page.set_input_files("#file", str(blank))
-    page.wait_for_function("() => document.getElementById('status').textContent === 'draw a digit'")
+    page.wait_for_function("() => document.getElementById('status').textContent === 'No digit found in this picture'")
     state = shown_state(page)
     assert state["digit"] == "" and not state["statusIsError"]
+    assert page.locator("#photo-number").text_content() == "No digit found in this picture"
 
     text = tmp_path / "notes.png"
     text.write_text("not a picture at all")
     page.set_input_files("#file", str(text))
     page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
     assert "notes.png" in shown_state(page)["status"]
+
+
+def test_a_photo_of_a_number(page, server_url, digits, tmp_path):
+    """A photo-like picture of four MNIST test digits, sent through the camera's input: the page
+    shows the picture with a box round each digit, each digit's 28×28 input and reading, and the
+    number, as the API answers them; a drawing clears it."""
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import photo_like
+    images, labels = digits
+    picture, _ = photo_like.photo(images[20:24], seed=3, size=(900, 600))
+    path = tmp_path / "number.jpg"
+    path.write_bytes(photo_like.jpeg_bytes(picture, 3))
+    expected = api_predict(server_url, "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode())
+    assert len(expected["digits"]) == 4
+    assert page.locator("#camera").get_attribute("capture") is not None   # a phone opens its camera
+    page.set_input_files("#camera", str(path))
+    page.wait_for_function("n => document.getElementById('photo-number').textContent.endsWith(n)",
+                           arg=expected["number"])
+    wait_for_answer(page, expected)   # the first digit, in the draw view's cards as before
+    shown = page.evaluate("""() => ({
+        hidden: document.getElementById('photo').hidden,
+        size: [document.getElementById('photo-view').width, document.getElementById('photo-view').height],
+        tiles: [...document.querySelectorAll('#photo-digits li')].map(li => ({
+            read: li.querySelector('.read').textContent,
+            input: Array.from(li.querySelector('canvas').getContext('2d').getImageData(0, 0, 28, 28).data
+                              .filter((_, i) => i % 4 === 0))})),
+        boxColour: (() => {   // the first box's top edge, where the page drew it
+            const v = document.getElementById('photo-view'), [l, t, w] = first.box;
+            const k = v.width / first.width;
+            const px = v.getContext('2d').getImageData(Math.round((l + w / 2) * k), Math.round(t * k) - 2, 1, 1).data;
+            return [px[0], px[1], px[2]]; })(),
+    })""".replace("() => ({", "first => ({", 1), {"box": expected["digits"][0]["box"], "width": expected["size"][0]})
+    assert not shown["hidden"] and shown["size"] == [720, 480]
+    assert [t["read"] for t in shown["tiles"]] == [str(d["digit"]) for d in expected["digits"]]
+    for tile, d in zip(shown["tiles"], expected["digits"]):
+        np.testing.assert_array_equal(tile["input"], np.round(255 * np.array(d["input"])).astype(int).ravel())
+    r, g, b = shown["boxColour"]
+    assert r > 200 and 120 < g < 220 and b < 80          # the box's orange
+    page.click("#clear")
+    page.wait_for_function("() => document.getElementById('photo').hidden")
 
 
 def test_phone_sized_screen_and_a_finger(browser, served, server_url, digits):

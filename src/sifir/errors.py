@@ -25,6 +25,10 @@ class ImageError(SifirError):
     """A picture could not be read or holds no digit."""
 
 
+class TooManyDigits(ImageError):
+    """A picture holds more digit-like marks than a number has (a page of text, a texture)."""
+
+
 class TrainingDiverged(SifirError):
     """Training diverged: the loss became NaN or infinite, rose far above where it started, or
     a number overflowed. ``details`` says where and why (epoch, batch, batches, reason, loss,

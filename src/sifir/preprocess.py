@@ -1,15 +1,19 @@
-"""Turn a user's picture into an MNIST-like 28×28 input, the way MNIST itself was made.
+"""Turn a user's picture into MNIST-like 28×28 inputs, the way MNIST itself was made.
 
 MNIST digits are bright ink on black, size-normalised so that the longer side of the ink's
 bounding box is 20 px (keeping the aspect ratio, with anti-aliasing), then pasted into a 28×28
 field so that the centre of mass of the ink sits at the field's centre (LeCun et al.). A network
-trained on MNIST only reads pictures prepared the same way, so that is what `preprocess` does.
+trained on MNIST only reads pictures prepared the same way, so that is what this module does,
+after ``photo`` has found the ink (the paper's uneven light taken away) and ``segment`` has split
+it into digits (paper lines, specks, shadows and the page's edge left out).
 
     load_image(source)      path, bytes or binary file  ->  float32 2-D grey, 0..255
-    preprocess(grey)        2-D grey array               ->  float32 (28, 28) in [0, 1]
+    load_photo(source)      the same, a big JPEG decoded at a fraction of its size, + its size
+    find_digits(grey)       2-D grey array  ->  [Digit(image (28, 28), box, row)], reading order
+    preprocess(grey)        2-D grey array  ->  float32 (28, 28) in [0, 1]: all its digits' ink as one
     preprocess_file(source) = preprocess(load_image(source))
 
-Only `load_image` needs Pillow, and imports it when called; the rest is NumPy.
+Only the loaders need Pillow, and import it when called; the rest is NumPy and SciPy's ndimage.
 """
 
 from __future__ import annotations
@@ -17,21 +21,22 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from sifir.errors import ImageError
+from sifir.photo import WORK_PIXELS, ink_map
+from sifir.segment import find_regions
 
-__all__ = ["load_image", "preprocess", "preprocess_array", "preprocess_file"]
+__all__ = ["Digit", "find_digits", "load_image", "load_photo", "preprocess", "preprocess_array",
+           "preprocess_file"]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # a digit photo is a few MB at most; refuse before reading more
 MAX_PIXELS = 40_000_000  # checked from the header, before decoding: stops decompression bombs
 
 SIZE = 28  # MNIST field
 BOX = 20  # longer side of the ink's bounding box in MNIST
-MIN_CONTRAST = 32.0  # of 255: less between background and ink is paper texture or JPEG noise
-NOISE_FLOOR = 0.1  # share of the ink's contrast below which a pixel is background (shadows, grain)
-MAX_LEVEL = 1e6  # preprocess works in any range near 0..255 (16-bit too); far beyond is a mistake
 ALPHA_VARIES = 0.25  # alpha spread (of 1) from which transparency can carry the drawing
 COLOUR_VARIES = 64.0  # grey spread (of 255) among opaque pixels from which colour draws the picture
 
@@ -46,6 +51,18 @@ def load_image(source) -> np.ndarray:
     animated images give their first frame, and transparency is flattened (see `_flatten_alpha`).
     Raises ImageError naming the file when it is too big or Pillow cannot read it.
     """
+    return _decode(source, draft=False)[0]
+
+
+def load_photo(source) -> tuple[np.ndarray, tuple[int, int]]:
+    """Like `load_image`, for reading digits off a photo: a JPEG bigger than the reading needs
+    (over photo.WORK_PIXELS) is decoded at ½, ¼ or ⅛ of its size, the least that fits, straight
+    from its compressed blocks (as galleries make thumbnails), several times faster than decoding
+    it whole. Returns the grey picture and the picture's own (width, height)."""
+    return _decode(source, draft=True)
+
+
+def _decode(source, *, draft: bool) -> tuple[np.ndarray, tuple[int, int]]:
     from PIL import Image, ImageOps  # only reading pictures needs Pillow
 
     name, data = _read_bytes(source)
@@ -63,9 +80,14 @@ def load_image(source) -> np.ndarray:
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{fail}: {width}×{height} pixels {_too_many()}")
             im.seek(0)  # animated GIF/PNG/WebP, multi-page TIFF: the first frame
+            if draft and im.format == "JPEG":
+                scale = next((s for s in (1, 2, 4) if width * height <= WORK_PIXELS * s * s), 8)
+                if scale > 1:
+                    im.draft("L" if im.mode in ("RGB", "YCbCr") else im.mode, (width // scale, height // scale))
             im.load()
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)   # EXIF orientations a quarter turn off
             im = ImageOps.exif_transpose(im)  # phones store pictures sideways plus an EXIF tag
-            return _to_grey(im)
+            return _to_grey(im), ((height, width) if turned else (width, height))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -167,59 +189,51 @@ def _flatten_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------- preparing
 
 
+@dataclass(frozen=True)
+class Digit:
+    """One digit found in a picture: ``image`` is its MNIST-like float32 (28, 28) input; ``box`` is
+    (left, top, width, height) of its ink in the picture's pixels; ``row`` counts text rows from 0."""
+
+    image: np.ndarray
+    box: tuple[int, int, int, int]
+    row: int = 0
+
+
+def find_digits(grey, *, scale: float = 1.0) -> list[Digit]:
+    """Every digit in a 2-D grey picture (0..255; floats all in [0, 1] count as 0..1), in reading
+    order: top row first, left to right. ``scale``: the picture's pixels per pixel of ``grey`` (when
+    ``grey`` was decoded smaller, as `load_photo` does), for the boxes.
+
+    Raises ImageError ("no digit found: …") when nothing in it looks like a digit, or when it holds
+    more digit-like marks than a number has (segment.MAX_DIGITS).
+    """
+    m = ink_map(grey)
+    factor = m.scale * scale
+    digits = []
+    for r in find_regions(m):
+        crop = m.ink[r.top:r.bottom, r.left:r.right] * r.mask
+        box = (round(r.left * factor), round(r.top * factor),
+               max(1, round((r.right - r.left) * factor)), max(1, round((r.bottom - r.top) * factor)))
+        digits.append(Digit(image=mnist_field(crop), box=box, row=r.row))
+    return digits
+
+
 def preprocess(grey) -> np.ndarray:
     """2-D grey picture (0..255; floats all in [0, 1] count as 0..1) -> MNIST-like float32 (28, 28).
 
-    Either polarity works (dark on light is inverted). Raises ImageError when there is no digit:
-    a blank or uniform picture, or nothing that stands out from the background.
+    Either polarity works (dark on light is inverted). The picture's digit is found as in
+    `find_digits`; a picture with several digits gives them all in one field, as one digit.
+    Raises ImageError when there is no digit: a blank or uniform picture, or nothing that stands
+    out from the background.
     """
-    x = _as_grey_255(grey)
-
-    # (1) polarity: the border is almost always background; MNIST has bright ink on black.
-    if np.ptp(x) < MIN_CONTRAST:
-        kind = "uniform" if 48.0 < x.mean() < 208.0 else "blank"
-        raise ImageError(f"no digit found: the picture is {kind} (no contrast)")
-    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    background = float(np.median(border))
-    if background - x.min() > x.max() - background:  # background nearer the light end
-        x = 255.0 - x
-        background = 255.0 - background
-
-    # (2) contrast: measure ink from the background level and scale the strongest ink to 1.
-    #     What is faint relative to it (shading, grain, JPEG ringing) becomes background; the
-    #     rest keeps its shade, so an MNIST digit's anti-aliased edge passes through unchanged.
-    x = x - background
-    contrast = float(x.max())
-    if contrast < MIN_CONTRAST:  # (3) e.g. a dark blot on a darker frame: nothing like ink
-        raise ImageError("no digit found: nothing stands out from the background")
-    x /= contrast
-    x[x < NOISE_FLOOR] = 0.0
-
-    # (4) crop to the ink's bounding box.
-    rows = np.flatnonzero(x.any(axis=1))
-    cols = np.flatnonzero(x.any(axis=0))
-    x = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-    # (5) longer side to 20 px, aspect kept; a 1-px line keeps at least 1 px of thickness.
-    h, w = x.shape
-    scale = BOX / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = _resample_matrix(h, nh) @ x @ _resample_matrix(w, nw).T
-
-    # (6) paste so the centre of mass (intensity-weighted row/column index, as MNIST computes
-    #     it) lands on (14, 14); rounded to whole pixels and clipped so the digit stays inside.
-    mass = float(x.sum())
-    if not mass > 0.0:  # cannot happen for ink > 0 and positive weights; guard the division
-        raise ImageError("no digit found: nothing stands out from the background")
-    cy = float(x.sum(axis=1) @ np.arange(nh)) / mass
-    cx = float(x.sum(axis=0) @ np.arange(nw)) / mass
-    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - nh))
-    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - nw))
-    out = np.zeros((SIZE, SIZE), np.float32)
-    out[top : top + nh, left : left + nw] = x
-
-    # (7) brightest ink = 1, like MNIST's strokes at 255.
-    return np.clip(out / out.max(), 0.0, 1.0).astype(np.float32, copy=False)
+    m = ink_map(grey)
+    regions = find_regions(m)
+    top, left = min(r.top for r in regions), min(r.left for r in regions)
+    bottom, right = max(r.bottom for r in regions), max(r.right for r in regions)
+    mask = np.zeros((bottom - top, right - left), bool)
+    for r in regions:
+        mask[r.top - top:r.bottom - top, r.left - left:r.right - left] |= r.mask
+    return mnist_field(m.ink[top:bottom, left:right] * mask)
 
 
 def preprocess_array(a) -> np.ndarray:
@@ -232,21 +246,35 @@ def preprocess_file(source) -> np.ndarray:
     return preprocess(load_image(source))
 
 
-def _as_grey_255(grey) -> np.ndarray:
-    """Validate and copy to float32 0..255."""
-    a = np.asarray(grey)
-    if a.ndim != 2 or a.size == 0:
-        raise ImageError(f"expected a 2-D grey image, got an array of shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) or np.iscomplexobj(a):
-        raise ImageError(f"expected grey pixel numbers, got dtype {a.dtype}")
-    x = a.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise ImageError("the image has NaN or infinite pixels")
-    if np.abs(x).max() > MAX_LEVEL:  # also keeps float32 differences below far from overflow
-        raise ImageError(f"pixel values reach {np.abs(x).max():.3g}: expected grey levels 0..255")
-    if a.dtype == bool or (np.issubdtype(a.dtype, np.floating) and x.min() >= 0 and x.max() <= 1):
-        x *= 255.0  # the 0..1 convention (bool too); a 0..255 image this dark is blank anyway
-    return x
+def mnist_field(x: np.ndarray) -> np.ndarray:
+    """One digit's ink (2-D, bright on black, ≥ 0) -> the MNIST-like float32 (28, 28) field."""
+    # (1) crop to the ink's bounding box.
+    rows = np.flatnonzero(x.any(axis=1))
+    cols = np.flatnonzero(x.any(axis=0))
+    if len(rows) == 0:
+        raise ImageError("no digit found: nothing stands out from the background")
+    x = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    # (2) longer side to 20 px, aspect kept; a 1-px line keeps at least 1 px of thickness.
+    h, w = x.shape
+    scale = BOX / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    x = _resample_matrix(h, nh) @ x @ _resample_matrix(w, nw).T
+
+    # (3) paste so the centre of mass (intensity-weighted row/column index, as MNIST computes
+    #     it) lands on (14, 14); rounded to whole pixels and clipped so the digit stays inside.
+    mass = float(x.sum())
+    if not mass > 0.0:  # cannot happen for ink > 0 and positive weights; guard the division
+        raise ImageError("no digit found: nothing stands out from the background")
+    cy = float(x.sum(axis=1) @ np.arange(nh)) / mass
+    cx = float(x.sum(axis=0) @ np.arange(nw)) / mass
+    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - nh))
+    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - nw))
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top : top + nh, left : left + nw] = x
+
+    # (4) brightest ink = 1, like MNIST's strokes at 255.
+    return np.clip(out / out.max(), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _resample_matrix(n_in: int, n_out: int) -> np.ndarray:

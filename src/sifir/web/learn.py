@@ -44,7 +44,7 @@ from ..messages import languages
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..recipe import Limits, Recipe, RecipeError
 from .app import ApiError
-from .predict import decode_image_field, read_digit
+from .predict import decode_image_field, read_digits
 
 log = logging.getLogger("sifir.web")
 
@@ -182,7 +182,8 @@ def parse_pin(image):
         return None
     if not isinstance(image, str):
         raise ApiError(422, "bad_image", "'image' must be a data URL such as data:image/png;base64,…, or null")
-    return normalize(read_digit(decode_image_field(image))[None])[0].tolist()
+    digits, _ = read_digits(decode_image_field(image))   # as the Draw view reads it: the first digit found
+    return normalize(digits[0].image[None])[0].tolist()
 
 
 # -- one run ------------------------------------------------------------------------------------------------

@@ -1,20 +1,24 @@
-"""The prediction room: read the digit in a picture with one trained model.
+"""The prediction room: read the digits in a picture with one trained model.
 
-    POST /api/predict    {"image": "data:image/png;base64,…"} -> digit, probabilities, the 28×28
-                         input as the network sees it, and every hidden layer's activations
+    POST /api/predict    {"image": "data:image/png;base64,…"} -> every digit found (its box in
+                         the picture, probabilities and 28×28 input), the number they make, and,
+                         for the first (or only) digit, the same fields at the top level plus every
+                         hidden layer's activations
     GET  /api/model      the architecture, parameter counts and the model file's info
 
 The model is the one ``sifir serve MODEL`` loaded, or the one the Learn view handed over since
 (``app.state.draw.use(model, info, name)``); with neither, both answer 404 "no_model".
 
-A picture takes the same road as in ``sifir predict``: base64 -> bytes -> ``load_image`` ->
-``preprocess`` -> ``normalize`` -> the model.
+A picture takes the same road as in ``sifir predict``: base64 -> bytes -> ``load_photo`` ->
+``find_digits`` (uneven light taken away, paper lines, specks and shadows left out, split into
+digits) -> ``normalize`` -> the model, all digits in one batch.
 
 What keeps it standing: pictures are refused over ``max_pixels`` from their header, before
 decoding (413), so a small file that unpacks to gigabytes (a decompression bomb) costs nothing;
-at most ``workers`` pictures are decoded at once (bounded memory), and the model runs under a
-lock: layers keep state in ``forward``, so two requests must not run the same model object at
-once. ``predict`` is a plain ``def``: FastAPI runs it in its thread pool, off the event loop.
+at most ``workers`` pictures are decoded at once (bounded memory), a picture yields at most
+``segment.MAX_DIGITS`` digits (422 beyond), and the model runs under a lock: layers keep state in
+``forward``, so two requests must not run the same model object at once. ``predict`` is a plain
+``def``: FastAPI runs it in its thread pool, off the event loop.
 """
 from __future__ import annotations
 
@@ -33,8 +37,9 @@ from pydantic import BaseModel, Field
 from .. import io, nn
 from ..activations import hidden_activations
 from ..data.mnist import normalize
-from ..errors import ImageError
-from ..preprocess import load_image, preprocess
+from ..errors import ImageError, TooManyDigits
+from ..preprocess import Digit, find_digits, load_photo
+from ..reading import number_text
 from .app import ApiError
 
 MAX_PIXELS = 2048 * 2048           # a digit needs far fewer; decoding is ~20 bytes per pixel here
@@ -57,12 +62,24 @@ class Activation(BaseModel):
     values: Any = Field(description="nested lists of that shape")
 
 
-class Prediction(BaseModel):
+class DigitRead(BaseModel):
     digit: int = Field(description="the most probable digit")
     probabilities: list[float] = Field(description="softmax of the output, one per digit 0–9")
-    input: list[list[float]] = Field(description="28×28 in [0, 1]: the picture as the network sees it "
+    input: list[list[float]] = Field(description="28×28 in [0, 1]: the digit as the network sees it "
                                      "(bright ink on black), before normalisation")
-    activations: list[Activation]
+
+
+class DigitFound(DigitRead):
+    box: list[int] = Field(description="[left, top, width, height] of the digit's ink, in the picture's pixels")
+    row: int = Field(description="the text row it stands in, 0 for the top one")
+
+
+class Prediction(DigitRead):
+    """``digit``, ``probabilities`` and ``input`` are the first (or only) digit's, as ``digits[0]``."""
+    activations: list[Activation] = Field(description="every hidden layer's activations for the first digit")
+    number: str = Field(description="every digit read, left to right, rows apart by a space: \"2026\"")
+    digits: list[DigitFound] = Field(description="every digit found, in reading order")
+    size: list[int] = Field(description="[width, height] of the picture, the frame of the boxes")
 
 
 class DrawModel:
@@ -102,27 +119,33 @@ def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = 
         draw.current()
         return draw.description
 
-    @app.post("/api/predict", response_model=Prediction, summary="Read the digit in a picture",
+    @app.post("/api/predict", response_model=Prediction, summary="Read the digits in a picture",
               responses={400: {"description": "the body is not valid JSON"},
                          413: {"description": "body over the size limit, or a picture with too many pixels"},
                          415: {"description": "the body is not sent as application/json"},
-                         422: {"description": "no usable picture: bad base64, not an image, or no digit "
-                                              "in it (code \"no_digit\": a blank canvas)"}})
+                         422: {"description": "no usable picture: bad base64, not an image, no digit in it "
+                                              "(code \"no_digit\": a blank canvas, a photo of empty paper), or "
+                                              "more digit-like marks than a number has (code \"too_many_digits\")"}})
     def predict(body: PredictRequest) -> dict:
-        """The picture is made MNIST-like exactly as `sifir predict` does it (grey, inverted if
-        dark on light, cropped to the ink, scaled into 20×20, centred by mass in 28×28), then run
-        through the network one layer at a time."""
+        """The picture is read exactly as `sifir predict` reads it: its uneven light taken away,
+        split into digits (paper lines, specks, shadows and the page's edge left out), each made
+        MNIST-like (bright ink on black, scaled into 20×20, centred by mass in 28×28); all digits
+        go through the network in one batch, one layer at a time."""
         data = decode_image_field(body.image)
         with decode_slots:
             check_pixels(data, max_pixels)
-            digit_image = read_digit(data)
-        x = normalize(digit_image[None])
+            digits, size = read_digits(data)
+        x = normalize(np.stack([d.image for d in digits]))
         with draw.lock:   # read the outputs inside too: a layer may reuse its arrays next call
             hidden, output = hidden_activations(draw.current(), x)
             activations = activation_list(hidden)
-            probs = nn.softmax(output.astype(np.float64))[0]   # as `sifir predict` computes them
-        return {"digit": int(probs.argmax()), "probabilities": probs.tolist(),
-                "input": _rounded(digit_image), "activations": activations}
+            probs = nn.softmax(output.astype(np.float64))   # as `sifir predict` computes them
+        found = [{"digit": int(p.argmax()), "probabilities": p.tolist(), "input": _rounded(d.image),
+                  "box": list(d.box), "row": d.row} for d, p in zip(digits, probs)]
+        number = number_text([d["digit"] for d in found], [d["row"] for d in found])
+        first = found[0]
+        return {"digit": first["digit"], "probabilities": first["probabilities"], "input": first["input"],
+                "activations": activations, "number": number, "digits": found, "size": list(size)}
 
 
 # -- the steps of a prediction --------------------------------------------------------------------
@@ -163,21 +186,24 @@ def check_pixels(data: bytes, max_pixels: int) -> None:
                        "scale it down (a digit needs only a few hundred pixels a side)")
 
 
-def read_digit(data: bytes) -> np.ndarray:
-    """Bytes -> the MNIST-like 28×28 float32 in [0, 1], as ``sifir predict`` makes it."""
+def read_digits(data: bytes) -> tuple[list[Digit], tuple[int, int]]:
+    """Bytes -> the digits found (MNIST-like 28×28 inputs and boxes), as ``sifir predict`` finds
+    them, and the picture's (width, height)."""
     try:
-        grey = load_image(data)
+        grey, size = load_photo(data)
     except ImageError as e:
         message = str(e).replace("cannot read image '<bytes>'", "cannot read the picture")
         raise ApiError(422, "bad_image", message) from None
     try:
-        return preprocess(grey)
+        return find_digits(grey, scale=size[0] / grey.shape[1]), size
+    except TooManyDigits as e:
+        raise ApiError(422, "too_many_digits", str(e)) from None
     except ImageError as e:
         raise ApiError(422, "no_digit", f"{e}: draw a digit") from None
 
 
 def activation_list(hidden) -> list[dict]:
-    """The nonlinearities' outputs for the first (only) input, as JSON-ready dicts."""
+    """The nonlinearities' outputs for the first input, as JSON-ready dicts."""
     return [{"name": f"hidden{i}", "layer": type(h.layer).__name__, "index": h.index,
              "shape": list(h.output.shape[1:]), "values": _rounded(h.output[0])}
             for i, h in enumerate(hidden, 1)]

@@ -1,4 +1,5 @@
-// sifir's drawing page: draw (or upload) a digit, post it to /api/predict, show what comes back.
+// sifir's drawing page: draw (or upload, or photograph) digits, post them to /api/predict, show
+// what comes back (photo.js shows the digits found in a picture).
 "use strict";
 
 (() => {
@@ -55,7 +56,7 @@
   pad.addEventListener("pointerdown", (event) => {
     if (event.pointerType === "mouse" && event.button !== 0) return;
     event.preventDefault();
-    if (showingUpload) { generation += 1; blank(); }   // an answer still coming is for the upload
+    if (showingUpload) { generation += 1; blank(); window.sifirPhoto.hide(); }   // an answer still coming is for the upload
     pad.setPointerCapture(event.pointerId);
     stroke = pointOf(event);
     line(stroke, stroke);    // a tap leaves a dot
@@ -90,6 +91,7 @@
     blank();
     hintEl.classList.remove("hidden");
     showNothing(t("draw_prompt"));
+    window.sifirPhoto.hide();
   });
 
   // -- talking to the server ------------------------------------------------------------------------
@@ -116,8 +118,10 @@
       });
       const answer = await response.json().catch(() => ({ error: t("server_answered", { status: response.status }) }));
       if (mine !== generation) return;
-      if (response.ok) show(answer);
-      else if (answer.code === "no_digit") showNothing(t("draw_prompt"));
+      if (response.ok) { show(answer); showDigitsFound(answer); }
+      else if (answer.code === "no_digit" && showingUpload) { showNothing(t("photo.none")); window.sifirPhoto.none("photo.none", uploaded); }
+      else if (answer.code === "no_digit") { showNothing(t("draw_prompt")); window.sifirPhoto.hide(); }
+      else if (answer.code === "too_many_digits") { showError(t("photo.too_many")); window.sifirPhoto.none("photo.too_many", showingUpload ? uploaded : pad); }
       else showError(answer.error || t("server_answered", { status: response.status }));
     } catch (err) {
       if (mine === generation) showError(t("unreachable"));
@@ -129,20 +133,33 @@
     }
   }
 
-  // -- uploading a picture ---------------------------------------------------------------------------
-  $("file").addEventListener("change", async (event) => {
+  // -- uploading a picture or taking a photo -----------------------------------------------------------
+  let uploaded = null;    // the picture last uploaded, for photo.js to draw the digits' boxes on
+
+  async function upload(event) {
     const file = event.target.files[0];
     event.target.value = "";     // choosing the same file again fires another change
     if (!file) return;
     generation += 1;
+    window.sifirPhoto.hide();
     try {
       const picture = await loadPicture(file);
       preview(picture);
+      uploaded = picture;
       post(await pictureData(file, picture));
     } catch (err) {
       showError(t("not_a_picture", { name: file.name }));
     }
-  });
+  }
+  $("file").addEventListener("change", upload);
+  $("camera").addEventListener("change", upload);   // capture: a phone opens its camera
+
+  // an upload's digits, or a drawing's when it holds more than one, with their boxes
+  function showDigitsFound(answer) {
+    if (showingUpload) window.sifirPhoto.show(answer, uploaded);
+    else if (answer.digits.length > 1) window.sifirPhoto.show(answer, pad);
+    else window.sifirPhoto.hide();
+  }
 
   function loadPicture(file) {
     return new Promise((resolve, reject) => {
