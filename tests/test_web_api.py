@@ -104,7 +104,8 @@ def test_predict_equals_sifir_predict_on_real_digits(client, digits, trained_see
 def test_answer_shape_and_seed_activations(client, digits):
     response, answer = post(client, {"image": data_url(png(digits[0][0]))})
     assert response.status_code == 200
-    assert set(answer) == {"digit", "probabilities", "input", "activations"}
+    assert set(answer) == {"digit", "label", "probabilities", "input", "activations"}
+    assert answer["label"] == str(answer["digit"])   # MNIST's classes are the digits
     p = np.array(answer["probabilities"])
     assert p.shape == (10,) and np.all(p >= 0) and abs(p.sum() - 1) < 1e-9 and answer["digit"] == p.argmax()
     x = np.array(answer["input"])

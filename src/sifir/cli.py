@@ -14,8 +14,9 @@ import numpy as np
 
 from . import __version__, io, metrics, models, nn, optim
 from .augment import AUGMENTS
+from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
-from .messages import MESSAGES
+from .messages import MESSAGES, t
 from .recipe import Recipe, build_run, load_data
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
@@ -83,6 +84,7 @@ def cmd_train(args) -> int:
         require_matplotlib()  # fail now, not after the training
 
     data = load_data(recipe)
+    facts = data.facts
     bar = None
 
     def on_batch(i, n, loss):
@@ -103,10 +105,12 @@ def cmd_train(args) -> int:
               f"val loss {r.val_loss:.4f}  val accuracy {r.val_acc:.2%}  ({r.seconds:.1f} s)", flush=True)
 
     run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
-                    checkpoint_dir=args.checkpoint_dir or args.resume)
+                    checkpoint_dir=args.checkpoint_dir or args.resume, facts=facts)
     model, trainer = run.model, run.trainer
     print(f"model '{recipe.model}': {recipe.preset.description}")
     print(summary(model))
+    print(t("data.train_line", title=facts.title, count=len(facts.classes), classes=_class_list(facts.classes),
+            mean=facts.mean, std=facts.std))
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
           f"seed={recipe.seed}" + (f" augment={recipe.augment}" if recipe.augment != "none" else ""))
@@ -149,35 +153,46 @@ def cmd_train(args) -> int:
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
+def _class_list(classes, shown: int = 10) -> str:
+    """"T-shirt/top, Trouser, …" for a message: every name up to ``shown``, then the first and last."""
+    if len(classes) <= shown:
+        return ", ".join(classes)
+    return ", ".join(classes[:shown - 2]) + f", …, {classes[-1]}"
+
+
 def cmd_evaluate(args) -> int:
-    from .data import mnist
+    from .data.load import evaluation_data
     from .train import predict_logits
 
     model, info = io.load_model(args.model)
-    data = mnist.load_mnist(args.data_dir)
-    x, y = mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64)
+    facts = io.data_facts(args.model, model, info)
+    x, y = evaluation_data(facts, args.dataset, args.data_dir)   # refuses another data set
     pred = predict_logits(model, x).argmax(axis=1)
-    conf = metrics.confusion_matrix(y, pred)
-    print(f"model {args.model} ({info.get('preset', 'custom')}) on the {len(y):,} test images")
-    print("per-digit accuracy:")
-    for digit, acc in enumerate(metrics.per_class_accuracy(conf)):
-        print(f"  {digit}: {acc:.2%}  ({conf[digit, digit]}/{conf[digit].sum()})")
-    print("confusion matrix (rows: true digit, columns: predicted):")
+    conf = metrics.confusion_matrix(y, pred, len(facts.classes))
+    digits = facts.classes == tuple("0123456789")
+    print(f"model {args.model} ({info.get('preset', 'custom')}) on the {len(y):,} test images of {facts.title}")
+    print("per-digit accuracy:" if digits else t("data.per_class"))
+    for i, acc in enumerate(metrics.per_class_accuracy(conf)):
+        name = facts.classes[i] if digits else f"{i} {facts.classes[i]}"
+        print(f"  {name}: {acc:.2%}  ({conf[i, i]}/{conf[i].sum()})")
+    print("confusion matrix (rows: true digit, columns: predicted):" if digits else t("data.confusion_title"))
     print(metrics.format_confusion(conf))
     print(f"test accuracy: {metrics.accuracy(pred, y):.2%}")
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .data import mnist
+    from .data.inputs import normalize
     from .preprocess import preprocess_file
     from .train import predict_logits
 
-    model, _ = io.load_model(args.model)
+    model, info = io.load_model(args.model)
+    facts = io.data_facts(args.model, model, info)
+    names = facts.classes
     failures = 0
     for image in args.images:
         try:
-            x = mnist.normalize(preprocess_file(image)[None])
+            x = normalize(preprocess_file(image)[None], facts.mean, facts.std)
         except SifirError as e:  # one line per bad picture, naming it; the others still get read
             reason = str(e) if str(image) in str(e) else f"{image}: {e}"
             print(f"sifir: error: {reason}", file=sys.stderr)
@@ -185,7 +200,7 @@ def cmd_predict(args) -> int:
             continue
         probs = nn.softmax(predict_logits(model, x).astype(np.float64))[0]
         first, second = np.argsort(probs)[::-1][:2]
-        print(f"{image}: {first} ({probs[first]:.1%}), runner-up {second} ({probs[second]:.1%})")
+        print(f"{image}: {names[first]} ({probs[first]:.1%}), runner-up {names[second]} ({probs[second]:.1%})")
     return EXIT_ERROR if failures else 0
 
 
@@ -204,14 +219,16 @@ def cmd_explain(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import report_model_file
-    print(f"report written to {report_model_file(args.model, args.out, args.data_dir)}")
+    print(f"report written to {report_model_file(args.model, args.out, args.data_dir, dataset=args.dataset)}")
     return 0
 
 
 def cmd_download(args) -> int:
-    from .data import mnist
-    folder = mnist.download(args.data_dir)
-    print(f"MNIST is ready in {folder or args.data_dir or mnist.default_data_dir()}")
+    from .data.datasets import get
+    from .data.download import download
+    dataset = get(args.dataset)
+    folder = download(dataset, args.data_dir)
+    print(t("data.ready", title=dataset.title, folder=folder))
     return 0
 
 
@@ -294,10 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sifir {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = _HelpFormatter
-    data_help = "folder with the four MNIST files (default: $SIFIR_DATA_DIR or the user cache; downloaded if missing)"
+    data_help = ("folder with the data set's four files (default: the user cache, or $SIFIR_DATA_DIR for MNIST; "
+                 "downloaded if missing)")
+    datasets = ", ".join(DATASETS)
+    dataset_help = (f"data set: {datasets} (idx: any folder of IDX files given with --data-dir, names from "
+                    "its classes.txt)")
+    judged_help = f"data set to judge the model on (default: the one it was trained on; {datasets})"
 
-    t = sub.add_parser("train", help="train a network on MNIST and save it", formatter_class=fmt,
-                       description="Train a preset network on MNIST, report validation accuracy per epoch and "
+    t = sub.add_parser("train", help="train a network on MNIST (or --dataset) and save it", formatter_class=fmt,
+                       description="Train a preset network on MNIST or another data set (--dataset), report "
+                       "validation accuracy per epoch and "
                        "the final test accuracy, and save the model. Unset options take the preset's recipe.")
     t.add_argument("--model", default="mlp", choices=list(models.PRESETS), help="network preset")
     t.add_argument("--epochs", type=int, help="passes over the training set (preset's default)")
@@ -309,11 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=list(optim.SCHEDULES), help="learning-rate schedule (preset's default)")
     t.add_argument("--label-smoothing", type=float, help="label smoothing ε (preset's default)")
     t.add_argument("--augment", choices=list(AUGMENTS), help="data augmentation of training batches: "
-                   "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion) "
-                   "(preset's default)")
+                   "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion), "
+                   "flip (shift + left-right mirror), erase (flip + random erasing) (preset's default)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
+    t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     t.add_argument("--data-dir", help=data_help)
     t.add_argument("--out", help="model file to write (default: sifir-MODEL.npz)")
     t.add_argument("--checkpoint-dir", help="write a checkpoint here after every epoch (and on Ctrl-C)")
@@ -323,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(needs matplotlib) into MODEL-report/ next to the model file")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="test accuracy, per-digit accuracy and confusion matrix", formatter_class=fmt)
+    e = sub.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix", formatter_class=fmt)
     e.add_argument("model", help="a model file written by sifir train")
+    e.add_argument("--dataset", metavar="NAME", help=judged_help)
     e.add_argument("--data-dir", help=data_help)
     e.set_defaults(func=cmd_evaluate)
 
@@ -346,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "weight histograms as PNG files plus index.html (needs matplotlib).")
     g.add_argument("model", help="a model file written by sifir train")
     g.add_argument("--out", help="folder to write (default: MODEL-report/ next to the model file)")
+    g.add_argument("--dataset", metavar="NAME", help=judged_help)
     g.add_argument("--data-dir", help=data_help)
     g.set_defaults(func=cmd_report)
 
@@ -358,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
     s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser("download", help="fetch and verify MNIST", formatter_class=fmt)
+    d = sub.add_parser("download", help="fetch and verify a data set (MNIST unless --dataset says)",
+                       formatter_class=fmt)
+    d.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     d.add_argument("--data-dir", help=data_help)
     d.set_defaults(func=cmd_download)
     return p

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from .. import io, nn
 from ..activations import hidden_activations
-from ..data.mnist import normalize
+from ..data.inputs import normalize
 from ..errors import ImageError
 from ..preprocess import load_image, preprocess
 from .app import ApiError
@@ -55,8 +55,9 @@ class Activation(BaseModel):
 
 
 class Prediction(BaseModel):
-    digit: int = Field(description="the most probable digit")
-    probabilities: list[float] = Field(description="softmax of the output, one per digit 0–9")
+    digit: int = Field(description="the most probable class (for MNIST: the digit)")
+    label: str = Field(description="its name, from the data set the model learned (\"7\", \"Trouser\")")
+    probabilities: list[float] = Field(description="softmax of the output, one per class (for MNIST: digits 0–9)")
     input: list[list[float]] = Field(description="28×28 in [0, 1]: the picture as the network sees it "
                                      "(bright ink on black), before normalisation")
     activations: list[Activation]
@@ -66,6 +67,7 @@ def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = 
     """Load the model in ``model_path`` and add /api/model and /api/predict for it to ``app``."""
     path = Path(model_path)
     model, info = io.load_model(path)
+    facts = io.data_facts(path, model, info)       # class names and the input normalisation
     model_lock = threading.Lock()                  # one forward pass at a time on this model
     decode_slots = threading.BoundedSemaphore(workers)
     description = describe_model(path, model, info)
@@ -91,12 +93,13 @@ def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = 
         with decode_slots:
             check_pixels(data, max_pixels)
             digit_image = read_digit(data)
-        x = normalize(digit_image[None])
+        x = normalize(digit_image[None], facts.mean, facts.std)
         with model_lock:   # read the outputs inside too: a layer may reuse its arrays next call
             hidden, output = hidden_activations(model, x)
             activations = activation_list(hidden)
             probs = nn.softmax(output.astype(np.float64))[0]   # as `sifir predict` computes them
-        return {"digit": int(probs.argmax()), "probabilities": probs.tolist(),
+        best = int(probs.argmax())
+        return {"digit": best, "label": facts.classes[best], "probabilities": probs.tolist(),
                 "input": _rounded(digit_image), "activations": activations}
 
 
@@ -159,9 +162,12 @@ def activation_list(hidden) -> list[dict]:
 
 
 def describe_model(path: Path, model: nn.Module, info: dict) -> dict:
-    """What GET /api/model answers; the hidden layers' shapes come from one blank forward pass."""
+    """What GET /api/model answers; the hidden layers' shapes come from one blank forward pass.
+    ``dataset`` and ``classes`` say what the outputs mean (MNIST's digits for older files)."""
     hidden, output = hidden_activations(model, np.zeros((1, 1, 28, 28), np.float32))
-    return {"file": path.name, "architecture": io.describe(model), "parameters": io.count_parameters(model),
+    facts = io.data_facts(path, model, info)
+    return {"file": path.name, "dataset": {"name": facts.dataset, "title": facts.title},
+            "classes": list(facts.classes), "architecture": io.describe(model), "parameters": io.count_parameters(model),
             "hidden": [{"name": a["name"], "layer": a["layer"], "index": a["index"], "shape": a["shape"]}
                        for a in activation_list(hidden)],
             "outputs": int(output.shape[-1]), "info": _json_safe(info)}
