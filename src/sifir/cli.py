@@ -154,7 +154,7 @@ def cmd_train(args) -> int:
 
 # -- evaluate / predict / explain / download --------------------------------------------------
 def _class_list(classes, shown: int = 10) -> str:
-    """"T-shirt/top, Trouser, …" for a message: every name up to ``shown``, then the first and last."""
+    """The class names for a message: all of them up to ``shown``, else the first few, "…" and the last."""
     if len(classes) <= shown:
         return ", ".join(classes)
     return ", ".join(classes[:shown - 2]) + f", …, {classes[-1]}"

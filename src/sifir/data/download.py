@@ -62,7 +62,7 @@ def download(dataset: DataSet | str = DEFAULT, data_dir=None, mirrors=None, log:
     """
     dataset = get(dataset)
     if not dataset.mirrors and not dataset.archive and not dataset.offline:
-        raise DataError(t("data.idx_needs_folder"))
+        raise DataError(t("data.nothing_to_download", name=dataset.name))
     folder = resolve(dataset, data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     present = find_files(dataset, folder)
