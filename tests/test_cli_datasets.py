@@ -8,6 +8,7 @@ from sifir import io
 from sifir.data.datasets import FASHION_MNIST
 from sifir.data.idx import write_idx
 from test_cli import assert_clean_failure, sifir
+from test_web_browser import browser  # noqa: F401  (the fixture: Debian's Chromium through Playwright)
 
 # Starlette asks for a successor of httpx in its TestClient; httpx is what it runs on here.
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
@@ -146,3 +147,28 @@ def test_old_model_files_read_as_mnist(trained_seed_model):
     with TestClient(server.create_app(trained_seed_model)) as client:
         model = client.get("/api/model").json()
     assert model["classes"] == list("0123456789") and model["dataset"]["name"] == "mnist"
+
+
+def test_the_page_names_the_classes_in_a_browser(browser, fashion_model, fashion_dir, tmp_path):
+    from sifir.data.load import load
+    from test_web_browser import api_predict, loadtest, open_page
+    data = load("fashion-mnist", fashion_dir, download_missing=False)
+    picture = tmp_path / "item.png"
+    Image.fromarray(np.kron(data.test_images[2], np.ones((4, 4), np.uint8))).save(picture)   # 112×112
+    with loadtest.start_server(fashion_model) as server:
+        page, watch = open_page(browser, server.url)
+        labels = page.eval_on_selector_all("#bars .bar .label", "els => els.map(e => e.textContent)")
+        assert labels == list(FASHION_MNIST.classes)
+        expected = api_predict(server.url, data_url_of(picture))
+        page.set_input_files("#file", str(picture))
+        page.wait_for_function("name => document.getElementById('digit').textContent === name",
+                               arg=expected["label"])
+        assert expected["label"] in page.text_content("#status")
+        assert "Fashion-MNIST" in page.text_content("#model")
+        page.context.close()
+    assert watch.errors == [] and watch.failed == [] and watch.outside == []
+
+
+def data_url_of(path) -> str:
+    import base64
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()

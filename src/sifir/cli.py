@@ -135,7 +135,8 @@ def cmd_train(args) -> int:
             bar.close()
         print(f"sifir: {e}", file=sys.stderr)
         if args.checkpoint_dir or args.resume:
-            print(f"continue with: sifir train --model {recipe.model} --resume {args.checkpoint_dir or args.resume}",
+            # the whole recipe (its data set too): resuming with other options would train another run
+            print(f"continue with: {recipe.command()} --resume {args.checkpoint_dir or args.resume}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y)

