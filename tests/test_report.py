@@ -240,3 +240,16 @@ def test_activation_samples_in_eval_mode_and_mode_restored():
         np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predict_logits(model, x),
                                h2 @ model[5].weight.data.T + model[5].bias.data, rtol=1e-5, atol=1e-6)
+
+
+def test_other_data_sets_are_drawn_with_their_class_names():
+    names = ("T-shirt/top", "Trouser", "Pullover")
+    confusion = np.array([[5, 1, 0], [0, 7, 0], [2, 0, 4]])
+    fig = report.draw_confusion(confusion, names)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(names) == [t.get_text() for t in ax.get_yticklabels()]
+    assert ax.get_xlabel() == "predicted class"
+    mistakes = {"images": np.zeros((1, 28, 28)), "true": np.array([2]), "predicted": np.array([0]),
+                "probability": np.array([0.7])}
+    labels = [t.get_text() for t in report.draw_misclassified(mistakes, classes=names).axes[0].texts]
+    assert labels == ["Pullover →\nT-shirt/top (70%)"]

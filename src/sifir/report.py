@@ -293,6 +293,7 @@ def pictures(model: nn.Module, info: dict, x: np.ndarray, y: np.ndarray, mistake
     (normalised, (N, 1, 28, 28)) with labels ``y``."""
     logits = predict_logits(model, x)
     classes = DataFacts.from_info(info, logits.shape[1]).classes
+    noun, nouns = ("digit", "digits") if _digits(classes) else ("class", "classes")
     out = []
     curves = learning_curves(info)
     if curves is not None:
@@ -302,12 +303,13 @@ def pictures(model: nn.Module, info: dict, x: np.ndarray, y: np.ndarray, mistake
                            curves, draw_learning_curves(curves)))
     confusion = confusion_data(model, x, y, logits)
     out.append(Picture("confusion", "Confusion matrix",
-                       "Row: the true digit; column: what the network read. The diagonal is right; "
-                       "everything else is a mistake, and shows which digits look alike to the network.",
+                       f"Row: the true {noun}; column: what the network read. The diagonal is right; "
+                       f"everything else is a mistake, and shows which {nouns} look alike to the network.",
                        confusion, draw_confusion(confusion, classes)))
     wrong = misclassified(model, x, y, mistakes, logits)
     out.append(Picture("misclassified", "Mistakes",
-                       "Test digits the network read wrong, the ones it was surest of first, with the "
+                       f"Test {'digits' if _digits(classes) else 'images'} the network read wrong, the ones it was "
+                       "surest of first, with the "
                        "probability it gave its wrong answer. Some are hard even for people.",
                        wrong, draw_misclassified(wrong, classes=classes)))
     name, images = first_layer_images(model)
