@@ -141,6 +141,19 @@ def test_flip_mirrors_exactly_half_the_time():
     assert np.all(mirrored | unchanged) and 20 < mirrored.sum() < 44   # every image one or the other
 
 
+def test_whole_pixel_shifts_copy_pixels_without_blur():
+    x = digit_batch(32, seed=5)
+    out = make_augment("flip")(x, np.random.default_rng(0))
+    framed = np.pad(x[:, 0], ((0, 0), (2, 2), (2, 2)), constant_values=BACKGROUND)
+    for image, moved in zip(x[:, 0], out[:, 0]):
+        # the output is the input (or its mirror) moved by whole pixels: one of 2·25 exact copies
+        candidates = [framed_view for src in (np.pad(image, 2, constant_values=BACKGROUND),
+                                              np.pad(image[:, ::-1], 2, constant_values=BACKGROUND))
+                      for dy in range(5) for dx in range(5) for framed_view in [src[dy:dy + 28, dx:dx + 28]]]
+        assert any(np.array_equal(moved, c) for c in candidates)
+    assert set(np.unique(out)) <= set(np.unique(framed))   # no value in between: nothing mixed
+
+
 def test_erase_paints_one_background_rectangle_on_about_half():
     fill = -0.81   # another data set's background: the augmenters take it as given
     x = np.full((200, 1, 28, 28), 2.0, np.float32)
