@@ -71,7 +71,7 @@ def test_command_names_only_what_differs_from_the_preset():
 def test_a_preset_can_train_differently_per_data_set_and_mnist_keeps_its_recipe():
     mnist, fashion = Recipe(model="cnn").resolved(), Recipe(model="cnn", dataset="fashion-mnist").resolved()
     assert (mnist.epochs, mnist.augment) == (5, "shift")   # MNIST's cnn recipe as it always was
-    assert (fashion.epochs, fashion.augment) == (15, "flip")
+    assert fashion.augment == "flip" and fashion.epochs == models.get("cnn").recipes["fashion-mnist"]["epochs"] > 5
     assert Recipe(model="cnn", dataset="kmnist").resolved() == dataclasses.replace(mnist, dataset="kmnist")
     with pytest.raises(RecipeError, match="unknown data set 'svhn'.*mnist, fashion-mnist") as e:
         Recipe(model="cnn", dataset="svhn").resolved()
