@@ -72,3 +72,17 @@ def load_loadtest():
         sys.modules[spec.name] = module   # dataclasses look their module up there
         spec.loader.exec_module(module)
     return sys.modules["sifir_loadtest"]
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")   # Debian's dataset-fashion-mnist
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Debian's Fashion-MNIST (`.ci/run` installs dataset-fashion-mnist). Fails, rather than
+    skips, when it is missing: a skipped integration test checks nothing."""
+    missing = [n for n in _MNIST_NAMES if not (FASHION_DIR / f"{n}.gz").is_file()]
+    if missing:
+        pytest.fail(f"Fashion-MNIST not found in {FASHION_DIR} (missing {', '.join(missing)}); "
+                    "apt-get install dataset-fashion-mnist", pytrace=False)
+    return FASHION_DIR

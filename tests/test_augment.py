@@ -3,7 +3,7 @@ shape, the dtype and the range of the values."""
 import numpy as np
 import pytest
 
-from sifir.augment import (AUGMENTS, BACKGROUND, Augment, affine_matrices, elastic_field, gaussian_blur_matrix,
+from sifir.augment import (AUGMENTS, BACKGROUND, Augment, Erase, affine_matrices, elastic_field, gaussian_blur_matrix,
                            make_augment, warp)
 from sifir.data.mnist import MEAN, STD
 from sifir.errors import SifirError
@@ -131,3 +131,40 @@ def test_none_is_the_identity():
     x = digit_batch()
     assert make_augment("none")(x, np.random.default_rng(0)) is x
     assert make_augment(None)(x, np.random.default_rng(0)) is x
+
+
+def test_flip_mirrors_exactly_half_the_time():
+    x = digit_batch(64, seed=3)
+    flipped = Augment(shift=0.0, flip=True)(x, np.random.default_rng(0))
+    mirrored = np.array([np.array_equal(f, a[..., ::-1]) for f, a in zip(flipped, x)])
+    unchanged = np.array([np.array_equal(f, a) for f, a in zip(flipped, x)])
+    assert np.all(mirrored | unchanged) and 20 < mirrored.sum() < 44   # every image one or the other
+
+
+def test_whole_pixel_shifts_copy_pixels_without_blur():
+    x = digit_batch(32, seed=5)
+    out = make_augment("flip")(x, np.random.default_rng(0))
+    framed = np.pad(x[:, 0], ((0, 0), (2, 2), (2, 2)), constant_values=BACKGROUND)
+    for image, moved in zip(x[:, 0], out[:, 0]):
+        # the output is the input (or its mirror) moved by whole pixels: one of 2·25 exact copies
+        candidates = [framed_view for src in (np.pad(image, 2, constant_values=BACKGROUND),
+                                              np.pad(image[:, ::-1], 2, constant_values=BACKGROUND))
+                      for dy in range(5) for dx in range(5) for framed_view in [src[dy:dy + 28, dx:dx + 28]]]
+        assert any(np.array_equal(moved, c) for c in candidates)
+    assert set(np.unique(out)) <= set(np.unique(framed))   # no value in between: nothing mixed
+
+
+def test_erase_paints_one_background_rectangle_on_about_half():
+    fill = -0.81   # another data set's background: the augmenters take it as given
+    x = np.full((200, 1, 28, 28), 2.0, np.float32)
+    erase = Erase(lambda batch, rng: batch.copy(), fill=fill)
+    y = erase(x, np.random.default_rng(0))
+    painted = y[:, 0] == np.float32(fill)
+    assert np.all((y == 2.0) | (y == np.float32(fill)))
+    some = painted.any(axis=(1, 2))
+    assert 70 < some.sum() < 130
+    for mask in painted[some]:   # a filled rectangle: its bounding box is all painted
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+        assert 0.02 * 784 * 0.5 <= mask.sum() <= 0.4 * 784 * 1.5
+    assert make_augment("erase", fill).fill == fill

@@ -1,4 +1,4 @@
-"""Real MNIST, real training: the accuracy floors that make the README's numbers believable."""
+"""Real MNIST (and Fashion-MNIST), real training: the accuracy floors that make the README's numbers believable."""
 import numpy as np
 
 from sifir import io
@@ -41,3 +41,17 @@ def test_mlp_reaches_97_5_percent_in_two_epochs(tmp_path, mnist_dir):
     assert final_accuracy(result) >= 97.5
     _, info = io.load_model(tmp_path / "mlp.npz")
     assert info["preset"] == "mlp" and info["optimizer"] == "adamw"
+
+
+def test_mlp_reaches_85_percent_on_fashion_mnist_in_two_epochs(tmp_path, fashion_dir):
+    # Debian's package, found by the offline source (the cache starts empty), as a user gets it.
+    result = sifir("train", "--dataset", "fashion-mnist", "--model", "mlp", "--epochs", "2",
+                   "--out", tmp_path / "fashion.npz", "--quiet",
+                   env={"SIFIR_STATE_DIR": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+                        "OPENBLAS_NUM_THREADS": "1"})
+    assert final_accuracy(result) >= 85.0
+    assert f"copied train-images-idx3-ubyte.gz from {fashion_dir}" in result.stdout
+    _, info = io.load_model(tmp_path / "fashion.npz")
+    assert info["dataset"]["name"] == "fashion-mnist" and info["dataset"]["classes"][9] == "Ankle boot"
+    assert info["input"]["mean"] == 0.2860 and info["command"].startswith("sifir train --model mlp --epochs 2")
+    assert "--dataset fashion-mnist" in info["command"]

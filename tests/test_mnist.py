@@ -20,6 +20,7 @@ import pytest
 
 from sifir.data import mnist
 from sifir.data.idx import write_idx
+from sifir.data.offline import ArrayUnpickler
 from sifir.data.mnist import (
     FILES,
     MEAN,
@@ -246,7 +247,7 @@ def test_restricted_unpickler_refuses_anything_but_arrays():
     arrays = (np.arange(5, dtype=np.float32), np.array([1, 2], dtype=np.int64), np.float64(2.5))
     # protocol 4: bytes pickle natively (protocol 2 under Python 3 routes them through
     # _codecs.encode, which is refused; the wheel's Python 2 pickle uses plain strings)
-    loaded = mnist._ArrayUnpickler(_as_file(pickle.dumps(arrays, protocol=4))).load()
+    loaded = ArrayUnpickler(_as_file(pickle.dumps(arrays, protocol=4))).load()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, arrays, strict=True))
 
     class Evil:
@@ -255,7 +256,7 @@ def test_restricted_unpickler_refuses_anything_but_arrays():
 
     for payload in (pickle.dumps(Evil(), protocol=2), pickle.dumps(np.array([Evil()], dtype=object))):
         with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
-            mnist._ArrayUnpickler(_as_file(payload)).load()
+            ArrayUnpickler(_as_file(payload)).load()
 
 
 def _as_file(data: bytes):

@@ -1,4 +1,5 @@
 """recipe: presets plus options become one checked recipe, a ready run, and a command line."""
+import dataclasses
 import math
 import shlex
 
@@ -50,6 +51,8 @@ def test_limits_tighten_the_ranges():
     Recipe(model="custom"),
     Recipe(model="custom", hidden=(128, 64, 32), activation="leaky-relu", optimizer="adam", lr=0.0123456789),
     Recipe(model="seed", lr=0.1 + 0.2, momentum=1 / 3),   # floats whose short form would round
+    Recipe(model="cnn", dataset="fashion-mnist", epochs=3, augment="shift"),
+    Recipe(model="seed", dataset="idx", data_dir="/data/my letters"),
 ])
 def test_the_command_line_builds_the_same_recipe(recipe):
     recipe = recipe.resolved()
@@ -63,6 +66,29 @@ def test_the_command_line_builds_the_same_recipe(recipe):
 def test_command_names_only_what_differs_from_the_preset():
     assert Recipe(model="seed").resolved().command() == "sifir train --model seed"
     assert Recipe(model="seed", lr=0.25).resolved().command() == "sifir train --model seed --lr 0.25"
+    # the preset's recipe for that data set is the default there
+    assert Recipe(model="cnn", dataset="fashion-mnist").resolved().command() == \
+        "sifir train --model cnn --dataset fashion-mnist"
+
+
+def test_a_preset_can_train_differently_per_data_set_and_mnist_keeps_its_recipe():
+    mnist, fashion = Recipe(model="cnn").resolved(), Recipe(model="cnn", dataset="fashion-mnist").resolved()
+    assert (mnist.epochs, mnist.augment) == (5, "shift")   # MNIST's cnn recipe as it always was
+    assert fashion.augment == "flip" and fashion.epochs == models.get("cnn").recipes["fashion-mnist"]["epochs"] > 5
+    assert Recipe(model="cnn", dataset="kmnist").resolved() == dataclasses.replace(mnist, dataset="kmnist")
+    with pytest.raises(RecipeError, match="unknown data set 'svhn'.*mnist, fashion-mnist") as e:
+        Recipe(model="cnn", dataset="svhn").resolved()
+    assert e.value.field == "dataset"
+
+
+def test_the_last_layer_follows_the_number_of_classes():
+    from sifir.data.inputs import DataFacts
+    facts = DataFacts("emnist-balanced", "EMNIST Balanced", tuple(str(i) for i in range(47)), 0.17, 0.33)
+    for name in models.PRESETS:
+        run = build_run(Recipe(model=name, dataset="emnist-balanced").resolved(), 1000, facts=facts)
+        out = run.model.eval()(np.zeros((2, 1, 28, 28), np.float32))
+        assert out.shape == (2, 47), name
+    assert models.build("seed")[3].weight.shape == (10, 10)   # the tutorial's W2
 
 
 def test_build_run_is_seeded_and_follows_the_recipe():

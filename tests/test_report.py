@@ -258,3 +258,16 @@ def test_show_writes_a_png_outside_a_notebook(trained, tmp_path):
     _, model, _, x, y = trained
     path = report.show(report.draw_confusion(report.confusion_data(model, x, y)), tmp_path / "c.png")
     assert path == tmp_path / "c.png" and Image.open(path).size == SEED_SIZES["confusion"]
+
+
+def test_other_data_sets_are_drawn_with_their_class_names():
+    names = ("T-shirt/top", "Trouser", "Pullover")
+    confusion = np.array([[5, 1, 0], [0, 7, 0], [2, 0, 4]])
+    fig = report.draw_confusion(confusion, names)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(names) == [t.get_text() for t in ax.get_yticklabels()]
+    assert ax.get_xlabel() == "predicted class"
+    mistakes = {"images": np.zeros((1, 28, 28)), "true": np.array([2]), "predicted": np.array([0]),
+                "probability": np.array([0.7])}
+    labels = [t.get_text() for t in report.draw_misclassified(mistakes, classes=names).axes[0].texts]
+    assert labels == ["Pullover →\nT-shirt/top (70%)"]

@@ -105,12 +105,13 @@ def test_predict_equals_sifir_predict_on_real_digits(client, digits, trained_see
 def test_answer_shape_and_seed_activations(client, digits):
     response, answer = post(client, {"image": data_url(png(digits[0][0]))})
     assert response.status_code == 200
-    assert set(answer) == {"digit", "probabilities", "input", "activations", "number", "digits", "size"}
+    assert set(answer) == {"digit", "label", "probabilities", "input", "activations", "number", "digits", "size"}
+    assert answer["label"] == str(answer["digit"])   # MNIST's classes are the digits
     # one digit: the list holds it once more, with its box; the number is that digit
     assert len(answer["digits"]) == 1 and answer["number"] == str(answer["digit"]) and answer["size"] == [28, 28]
     only = answer["digits"][0]
-    assert {k: only[k] for k in ("digit", "probabilities", "input")} == {
-        k: answer[k] for k in ("digit", "probabilities", "input")}
+    assert {k: only[k] for k in ("digit", "label", "probabilities", "input")} == {
+        k: answer[k] for k in ("digit", "label", "probabilities", "input")}
     left, top, width, height = only["box"]
     assert 0 <= left < left + width <= 28 and 0 <= top < top + height <= 28 and only["row"] == 0
     p = np.array(answer["probabilities"])
@@ -319,10 +320,10 @@ def test_wrong_method_and_unknown_path_are_json(client):
 def test_unexpected_failure_is_500_json_without_traceback(trained_seed_model, monkeypatch, digits, caplog):
     from fastapi.testclient import TestClient
 
-    def broken(grey, **options):
+    def broken(*args, **options):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(predict_room, "find_digits", broken)
+    monkeypatch.setattr(predict_room, "find_items", broken)
     with TestClient(server.create_app(trained_seed_model), base_url=LOCAL, raise_server_exceptions=False) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 500, "internal")
@@ -335,10 +336,10 @@ def test_library_errors_are_422(trained_seed_model, monkeypatch, digits):
 
     from sifir.errors import SifirError
 
-    def refuses(grey, **options):
+    def refuses(*args, **options):
         raise SifirError("this picture is refused for a reason the user can fix")
 
-    monkeypatch.setattr(predict_room, "find_digits", refuses)
+    monkeypatch.setattr(predict_room, "find_items", refuses)
     with TestClient(server.create_app(trained_seed_model), base_url=LOCAL) as c:
         response = c.post("/api/predict", json={"image": data_url(png(digits[0][0]))})
     assert_error(response, response.json(), 422, "bad_input")

@@ -14,8 +14,9 @@ import numpy as np
 
 from . import __version__, io, metrics, models, nn, optim
 from .augment import AUGMENTS
+from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
-from .messages import MESSAGES
+from .messages import MESSAGES, t
 from .recipe import Recipe, build_run, load_data
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
@@ -85,6 +86,7 @@ def cmd_train(args) -> int:
         require_matplotlib()  # fail now, not after the training
 
     data = load_data(recipe)
+    facts = data.facts
     bar = None
 
     def on_batch(i, n, loss):
@@ -105,11 +107,13 @@ def cmd_train(args) -> int:
               f"val loss {r.val_loss:.4f}  val accuracy {r.val_acc:.2%}  ({r.seconds:.1f} s)", flush=True)
 
     run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
-                    checkpoint_dir=args.checkpoint_dir or args.resume)
+                    checkpoint_dir=args.checkpoint_dir or args.resume, facts=facts)
     model, trainer = run.model, run.trainer
     print(f"model '{recipe.model}': {recipe.preset.description}"
           + (f" ({' → '.join(map(str, (784, *recipe.hidden, 10)))}, {recipe.activation})" if recipe.hidden else ""))
     print(summary(model))
+    print(t("data.train_line", title=facts.title, count=len(facts.classes), classes=_class_list(facts.classes),
+            mean=facts.mean, std=facts.std))
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
           f"seed={recipe.seed}" + (f" augment={recipe.augment}" if recipe.augment != "none" else ""))
@@ -134,7 +138,8 @@ def cmd_train(args) -> int:
             bar.close()
         print(f"sifir: {e}", file=sys.stderr)
         if args.checkpoint_dir or args.resume:
-            print(f"continue with: sifir train --model {recipe.model} --resume {args.checkpoint_dir or args.resume}",
+            # the whole recipe (its data set too): resuming with other options would train another run
+            print(f"continue with: {recipe.command()} --resume {args.checkpoint_dir or args.resume}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
@@ -152,20 +157,29 @@ def cmd_train(args) -> int:
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
+def _class_list(classes, shown: int = 10) -> str:
+    """The class names for a message: all of them up to ``shown``, else the first few, "…" and the last."""
+    if len(classes) <= shown:
+        return ", ".join(classes)
+    return ", ".join(classes[:shown - 2]) + f", …, {classes[-1]}"
+
+
 def cmd_evaluate(args) -> int:
-    from .data import mnist
+    from .data.load import evaluation_data
     from .train import predict_logits
 
     model, info = io.load_model(args.model)
-    data = mnist.load_mnist(args.data_dir)
-    x, y = mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64)
+    facts = io.data_facts(args.model, model, info)
+    x, y = evaluation_data(facts, args.dataset, args.data_dir)   # refuses another data set
     pred = predict_logits(model, x).argmax(axis=1)
-    conf = metrics.confusion_matrix(y, pred)
-    print(f"model {args.model} ({info.get('preset', 'custom')}) on the {len(y):,} test images")
-    print("per-digit accuracy:")
-    for digit, acc in enumerate(metrics.per_class_accuracy(conf)):
-        print(f"  {digit}: {acc:.2%}  ({conf[digit, digit]}/{conf[digit].sum()})")
-    print("confusion matrix (rows: true digit, columns: predicted):")
+    conf = metrics.confusion_matrix(y, pred, len(facts.classes))
+    digits = facts.classes == tuple("0123456789")
+    print(f"model {args.model} ({info.get('preset', 'custom')}) on the {len(y):,} test images of {facts.title}")
+    print("per-digit accuracy:" if digits else t("data.per_class"))
+    for i, acc in enumerate(metrics.per_class_accuracy(conf)):
+        name = facts.classes[i] if digits else f"{i} {facts.classes[i]}"
+        print(f"  {name}: {acc:.2%}  ({conf[i, i]}/{conf[i].sum()})")
+    print("confusion matrix (rows: true digit, columns: predicted):" if digits else t("data.confusion_title"))
     print(metrics.format_confusion(conf))
     print(f"test accuracy: {metrics.accuracy(pred, y):.2%}")
     return 0
@@ -174,11 +188,12 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .reading import describe, read_picture
 
-    model, _ = io.load_model(args.model)
+    model, info = io.load_model(args.model)
+    facts = io.data_facts(args.model, model, info)
     failures = 0
     for image in args.images:
         try:
-            reading = read_picture(model, image)
+            reading = read_picture(model, image, facts)
         except SifirError as e:  # one line per bad picture, naming it; the others still get read
             reason = str(e) if str(image) in str(e) else f"{image}: {e}"
             print(f"sifir: error: {reason}", file=sys.stderr)
@@ -209,14 +224,16 @@ def cmd_export(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import report_model_file
-    print(f"report written to {report_model_file(args.model, args.out, args.data_dir)}")
+    print(f"report written to {report_model_file(args.model, args.out, args.data_dir, dataset=args.dataset)}")
     return 0
 
 
 def cmd_download(args) -> int:
-    from .data import mnist
-    folder = mnist.download(args.data_dir)
-    print(f"MNIST is ready in {folder or args.data_dir or mnist.default_data_dir()}")
+    from .data.datasets import get
+    from .data.download import download
+    dataset = get(args.dataset)
+    folder = download(dataset, args.data_dir)
+    print(t("data.ready", title=dataset.title, folder=folder))
     return 0
 
 
@@ -313,10 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sifir {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = _HelpFormatter
-    data_help = "folder with the four MNIST files (default: $SIFIR_DATA_DIR or the user cache; downloaded if missing)"
+    data_help = ("folder with the data set's four files (default: the user cache, or $SIFIR_DATA_DIR for MNIST; "
+                 "downloaded if missing)")
+    datasets = ", ".join(DATASETS)
+    dataset_help = (f"data set: {datasets} (idx: any folder of IDX files given with --data-dir, names from "
+                    "its classes.txt)")
+    judged_help = f"data set to judge the model on (default: the one it was trained on; {datasets})"
 
-    t = sub.add_parser("train", help="train a network on MNIST and save it", formatter_class=fmt,
-                       description="Train a preset network on MNIST, report validation accuracy per epoch and "
+    t = sub.add_parser("train", help="train a network on MNIST (or --dataset) and save it", formatter_class=fmt,
+                       description="Train a preset network on MNIST or another data set (--dataset), report "
+                       "validation accuracy per epoch and "
                        "the final test accuracy, and save the model. Unset options take the preset's recipe.")
     t.add_argument("--model", default="mlp", choices=[*models.PRESETS, models.CUSTOM],
                    help="network preset, or custom: an MLP of your own (--hidden, --activation)")
@@ -334,11 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=list(optim.SCHEDULES), help="learning-rate schedule (preset's default)")
     t.add_argument("--label-smoothing", type=float, help="label smoothing ε (preset's default)")
     t.add_argument("--augment", choices=list(AUGMENTS), help="data augmentation of training batches: "
-                   "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion) "
-                   "(preset's default)")
+                   "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion), "
+                   "flip (shift + left-right mirror), erase (flip + random erasing) (preset's default)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
+    t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     t.add_argument("--data-dir", help=data_help)
     t.add_argument("--out", help="model file to write (default: sifir-MODEL.npz)")
     t.add_argument("--checkpoint-dir", help="write a checkpoint here after every epoch (and on Ctrl-C)")
@@ -348,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(needs matplotlib) into MODEL-report/ next to the model file")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="test accuracy, per-digit accuracy and confusion matrix", formatter_class=fmt)
+    e = sub.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix", formatter_class=fmt)
     e.add_argument("model", help="a model file written by sifir train")
+    e.add_argument("--dataset", metavar="NAME", help=judged_help)
     e.add_argument("--data-dir", help=data_help)
     e.set_defaults(func=cmd_evaluate)
 
@@ -374,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "weight histograms as PNG files plus index.html (needs matplotlib).")
     g.add_argument("model", help="a model file written by sifir train")
     g.add_argument("--out", help="folder to write (default: MODEL-report/ next to the model file)")
+    g.add_argument("--dataset", metavar="NAME", help=judged_help)
     g.add_argument("--data-dir", help=data_help)
     g.set_defaults(func=cmd_report)
 
@@ -400,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", help=data_help + "; the Learn view trains on it")
     s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser("download", help="fetch and verify MNIST", formatter_class=fmt)
+    d = sub.add_parser("download", help="fetch and verify a data set (MNIST unless --dataset says)",
+                       formatter_class=fmt)
+    d.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     d.add_argument("--data-dir", help=data_help)
     d.set_defaults(func=cmd_download)
     return p

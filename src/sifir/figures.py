@@ -34,9 +34,9 @@ def learning_curves(info: dict) -> dict[str, np.ndarray] | None:
 
 
 def confusion_data(model: nn.Module, x: np.ndarray, y: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
-    """C[i, j] = how many images of digit i the model reads as j."""
+    """C[i, j] = how many images of class i the model reads as j (one row per output)."""
     logits = predict_logits(model, x) if logits is None else logits
-    return metrics.confusion_matrix(y, logits.argmax(axis=1))
+    return metrics.confusion_matrix(y, logits.argmax(axis=1), logits.shape[1])
 
 
 def predictions(model: nn.Module, x: np.ndarray, y: np.ndarray, index=None,

@@ -291,3 +291,15 @@ def load_model(path) -> tuple[nn.Module, dict]:
         nn_init.get_rng().bit_generator.state = rng_state
     model.load_state_dict(check_state(path, model, arrays))
     return model.eval(), info
+
+
+def data_facts(path, model: nn.Module, info: dict):
+    """What a loaded model knows of its data (``sifir.data.inputs.DataFacts``): the data set, the
+    name of each output, the input normalisation. Files written before these were recorded
+    were trained on MNIST and read as such."""
+    from .data.inputs import DataFacts
+    outputs = int(model(np.zeros((1, 1, 28, 28), np.float32)).shape[-1])   # model is in eval mode
+    try:
+        return DataFacts.from_info(info, outputs)
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None

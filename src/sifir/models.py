@@ -3,18 +3,25 @@
 ``seed`` is the original tutorial's network, layer for layer:
     x (784) → H1 = ReLU(W1·x + b1) (10) → H2 = ReLU(W2·H1 + b2) (10) → softmax
 with W1 10×784 and W2 10×10: 7,840 + 100 = 7,940 learnable weights (and 20 biases).
+
+Every builder takes the number of classes (10 unless the data set has another count: 26 for
+EMNIST's letters, 47 for its balanced split); the last layer has that many outputs. A preset's
+training recipe can differ per data set (``recipes``): what helps digits may not help clothes.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import nn
 
+CLASSES = 10
+
 
 @dataclass(frozen=True)
 class Preset:
-    build: Callable[[], nn.Module]
+    build: Callable[..., nn.Module]   # build(classes=10)
     description: str
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -27,19 +34,25 @@ class Preset:
     label_smoothing: float = 0.0
     augment: str | None = None
     extra: dict = field(default_factory=dict)
+    recipes: dict = field(default_factory=dict)   # data set name -> the options that differ there
+
+    def for_dataset(self, dataset: str) -> "Preset":
+        """This preset with the recipe it uses on ``dataset``."""
+        return dataclasses.replace(self, **self.recipes[dataset]) if dataset in self.recipes else self
 
 
-def seed() -> nn.Sequential:
+def seed(classes: int = CLASSES) -> nn.Sequential:
+    """hidden2 is the output layer: one unit per class (10 for digits, so W2 is 10×10)."""
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(784, 10),   # hidden1: W1 is 10×784
+        nn.Linear(784, 10),        # hidden1: W1 is 10×784
         nn.ReLU(),
-        nn.Linear(10, 10),    # hidden2: W2 is 10×10
-        nn.ReLU(),            # softmax over these 10 outputs lives in the loss (and in predict)
+        nn.Linear(10, classes),    # hidden2: W2 is 10×10
+        nn.ReLU(),                 # softmax over these 10 outputs lives in the loss (and in predict)
     )
 
 
-def mlp() -> nn.Sequential:
+def mlp(classes: int = CLASSES) -> nn.Sequential:
     """Two hidden layers of 800 with dropout. Trained with AdamW, a one-cycle schedule and
     label smoothing, 10 epochs reach what 20 epochs of Adam with a cosine schedule did
     (about 98.8 % on the test set; docs/performance.md)."""
@@ -47,7 +60,7 @@ def mlp() -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(784, 800), nn.ReLU(), nn.Dropout(0.2),
         nn.Linear(800, 800), nn.ReLU(), nn.Dropout(0.2),
-        nn.Linear(800, 10),
+        nn.Linear(800, classes),
     )
 
 
@@ -56,7 +69,7 @@ def _pooled_stage(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
-def cnn() -> nn.Sequential:
+def cnn(classes: int = CLASSES) -> nn.Sequential:
     """Two convolution stages and a small classifier. Each stage pools *before* BatchNorm and
     ReLU (the usual order is conv → BN → ReLU → pool): max-pooling commutes with ReLU and with
     any increasing per-channel affine map (BatchNorm is one while its γ stays positive), so
@@ -70,11 +83,11 @@ def cnn() -> nn.Sequential:
         *_pooled_stage(32, 64),   # 64×7×7
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(128, 10),
+        nn.Linear(128, classes),
     )
 
 
-def best() -> nn.Sequential:
+def best(classes: int = CLASSES) -> nn.Sequential:
     """``cnn`` with a third convolution at 7×7 (cheap there: 49 positions per image) and
     BatchNorm in the classifier too; trained longer, on affine + elastic augmentation, with
     label smoothing."""
@@ -84,7 +97,7 @@ def best() -> nn.Sequential:
         nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),                 # 128×7×7
         nn.Flatten(),
         nn.Linear(128 * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(128, 10),
+        nn.Linear(128, classes),
     )
 
 
@@ -93,14 +106,19 @@ PRESETS: dict[str, Preset] = {
                    optimizer="sgd", lr=0.1, batch_size=64, epochs=10, schedule="cosine"),
     "mlp": Preset(mlp, "784 → 800 → 800 → 10 with dropout, AdamW, one-cycle, label smoothing",
                   optimizer="adamw", lr=1e-3, batch_size=128, epochs=10, weight_decay=1e-4,
-                  schedule="onecycle", label_smoothing=0.1),
+                  schedule="onecycle", label_smoothing=0.1,
+                  recipes={"fashion-mnist": dict(epochs=20)}),
     "cnn": Preset(cnn, "conv 32 → pool → BN → conv 64 → pool → BN → 128 → 10, AdamW, one-cycle, shifts",
                   optimizer="adamw", lr=3e-3, batch_size=128, epochs=5, weight_decay=1e-4,
-                  schedule="onecycle", augment="shift"),
+                  schedule="onecycle", augment="shift",
+                  # clothes: mirrored garments are still garments; whole-pixel shifts (docs/datasets.md)
+                  recipes={"fashion-mnist": dict(epochs=20, augment="flip", label_smoothing=0.1)}),
     "best": Preset(best, "conv 32 → pool → conv 64 → pool → conv 128 → 128 → 10 with BN and dropout, AdamW, "
                    "one-cycle, label smoothing, affine + elastic augmentation",
                    optimizer="adamw", lr=3e-3, batch_size=128, epochs=20, weight_decay=1e-4,
-                   schedule="onecycle", label_smoothing=0.1, augment="elastic"),
+                   schedule="onecycle", label_smoothing=0.1, augment="elastic",
+                   # clothes: no elastic wobble (a handwriting effect); mirroring and random erasing
+                   recipes={"fashion-mnist": dict(epochs=25, augment="erase")}),
 }
 
 
@@ -110,22 +128,22 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def custom_mlp(hidden, activation: str = "relu") -> nn.Sequential:
-    """784 → hidden[0] → … → hidden[-1] → 10, the activation after every hidden layer, and the
-    10 outputs left as logits (softmax lives in the loss). ``custom_mlp([10, 10])`` is the seed
+def custom_mlp(hidden, activation: str = "relu", classes: int = CLASSES) -> nn.Sequential:
+    """784 → hidden[0] → … → hidden[-1] → classes (10 for digits), the activation after every
+    hidden layer, and the outputs left as logits (softmax lives in the loss). ``custom_mlp([10, 10])`` is the seed
     network's shape without its last ReLU."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = 28 * 28
     for h in hidden:
         layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
         width = h
-    layers.append(nn.Linear(width, 10))
+    layers.append(nn.Linear(width, classes))
     return nn.Sequential(*layers)
 
 
 # The recipe a custom MLP trains with when nothing else is said: the seed preset's.
 CUSTOM = "custom"
-CUSTOM_DEFAULTS = Preset(lambda: custom_mlp([100]), "your own MLP: hidden widths and activation of your choice",
+CUSTOM_DEFAULTS = Preset(lambda classes=CLASSES: custom_mlp([100], classes=classes), "your own MLP: hidden widths and activation of your choice",
                          optimizer="sgd", lr=0.1, batch_size=64, epochs=10, schedule="cosine")
 CUSTOM_HIDDEN = (100,)
 CUSTOM_ACTIVATION = "relu"
@@ -140,5 +158,5 @@ def get(name: str) -> Preset:
         raise ValueError(f"unknown model '{name}'; choose one of: {', '.join([*PRESETS, CUSTOM])}") from None
 
 
-def build(name: str) -> nn.Module:
-    return get(name).build()
+def build(name: str, classes: int = CLASSES) -> nn.Module:
+    return get(name).build(classes)

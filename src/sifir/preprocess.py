@@ -29,7 +29,7 @@ from sifir.errors import ImageError
 from sifir.photo import WORK_PIXELS, ink_map
 from sifir.segment import find_regions
 
-__all__ = ["Digit", "find_digits", "load_image", "load_photo", "preprocess", "preprocess_array",
+__all__ = ["Digit", "find_digits", "find_whole", "load_image", "load_photo", "preprocess", "preprocess_array",
            "preprocess_file"]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # a digit photo is a few MB at most; refuse before reading more
@@ -216,6 +216,21 @@ def find_digits(grey, *, scale: float = 1.0) -> list[Digit]:
                max(1, round((r.right - r.left) * factor)), max(1, round((r.bottom - r.top) * factor)))
         digits.append(Digit(image=mnist_field(crop), box=box, row=r.row))
     return digits
+
+
+def find_whole(grey, *, scale: float = 1.0) -> Digit:
+    """All the ink of a 2-D grey picture as one item, for data sets whose pictures show one thing
+    each (clothes, letters): no splitting into digits, no judging whether a mark looks like one.
+    Its box spans every pixel of ink. Raises ImageError when nothing stands out from the paper."""
+    m = ink_map(grey)
+    rows, cols = np.flatnonzero(m.ink.any(axis=1)), np.flatnonzero(m.ink.any(axis=0))
+    if not len(rows):
+        raise ImageError("no digit found: nothing stands out from the background")
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    factor = m.scale * scale
+    box = (round(left * factor), round(top * factor),
+           max(1, round((right - left) * factor)), max(1, round((bottom - top) * factor)))
+    return Digit(image=mnist_field(m.ink[top:bottom, left:right]), box=box, row=0)
 
 
 def preprocess(grey) -> np.ndarray:

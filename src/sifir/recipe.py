@@ -28,6 +28,8 @@ import numpy as np
 
 from . import models, nn, optim
 from .augment import AUGMENTS, make_augment
+from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
+from .data.inputs import MNIST_FACTS, DataFacts
 from .errors import SifirError
 from .messages import language, t
 
@@ -92,11 +94,13 @@ class Recipe:
     patience: int | None = None
     validation: int = 5000
     seed: int = 0
+    dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
 
     @property
     def preset(self) -> models.Preset:
-        return models.get(self.model)
+        """The preset, with the recipe it uses on this recipe's data set."""
+        return models.get(self.model).for_dataset(self.dataset)
 
     def resolved(self, limits: Limits = Limits()) -> "Recipe":
         """This recipe with every unset option taken from the preset, each checked."""
@@ -105,6 +109,8 @@ class Recipe:
             known = self.model in models.PRESETS or self.model == models.CUSTOM
             raise RecipeError("model", "model_not_offered" if known else "unknown_model",
                               name=self.model, choices=", ".join(offered))
+        if self.dataset not in DATASETS:
+            raise RecipeError("dataset", "unknown_dataset", name=self.dataset, known=", ".join(DATASETS))
         preset = self.preset
         filled = {k: getattr(preset, k) if getattr(self, k) is None else getattr(self, k) for k in PRESET_FIELDS}
         filled["augment"] = filled["augment"] or "none"
@@ -121,11 +127,11 @@ class Recipe:
             recipe = dataclasses.replace(recipe, hidden=tuple(int(h) for h in recipe.hidden))
         return recipe
 
-    def build_model(self) -> nn.Module:
-        """The untrained network of this (resolved) recipe."""
+    def build_model(self, classes: int = models.CLASSES) -> nn.Module:
+        """The untrained network of this (resolved) recipe, with ``classes`` outputs."""
         if self.model == models.CUSTOM:
-            return models.custom_mlp(self.hidden, self.activation)
-        return self.preset.build()
+            return models.custom_mlp(self.hidden, self.activation, classes)
+        return self.preset.build(classes)
 
     def _check(self, limits: Limits) -> None:
         if self.model == models.CUSTOM:
@@ -213,23 +219,31 @@ def _choice(field: str, value, known) -> None:
 
 # -- data -------------------------------------------------------------------------------------
 class Data(NamedTuple):
-    """Normalised images (N, 1, 28, 28) float32 and int64 labels: train, validation, test."""
+    """Normalised images (N, 1, 28, 28) float32 and int64 labels: train, validation, test; and
+    the data set's facts (its name, class names and normalisation)."""
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    facts: DataFacts = MNIST_FACTS
 
 
 def load_data(recipe: Recipe, log: Callable = print) -> Data:
-    """The data set the recipe trains on, split (the last ``validation`` training images held out)."""
-    from .data import mnist
-    data = mnist.load_mnist(recipe.data_dir, log=log)
-    train_x, train_y, val_x, val_y = mnist.split_validation(data["train_images"], data["train_labels"],
-                                                            recipe.validation)
-    return Data(mnist.normalize(train_x), train_y.astype(np.int64), mnist.normalize(val_x),
-                val_y.astype(np.int64), mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64))
+    """The data set the recipe trains on (``recipe.dataset``), split (the last ``validation``
+    training images held out) and normalised with its own pixel statistics."""
+    from .data.inputs import normalize, split_validation
+    from .data.load import load
+    data = load(recipe.dataset, recipe.data_dir, log=log)
+    if recipe.validation >= len(data.train_images):
+        raise RecipeError("validation", t("data.validation_too_big", images=len(data.train_images),
+                                          title=data.facts.title, validation=recipe.validation))
+    train_x, train_y, val_x, val_y = split_validation(data.train_images, data.train_labels, recipe.validation)
+    mean, std = data.facts.mean, data.facts.std
+    return Data(normalize(train_x, mean, std), train_y.astype(np.int64), normalize(val_x, mean, std),
+                val_y.astype(np.int64), normalize(data.test_images, mean, std), data.test_labels.astype(np.int64),
+                data.facts)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -242,15 +256,16 @@ class Run:
     schedule: object
     loss_fn: nn.CrossEntropyLoss
     trainer: object   # train.Trainer (imported lazily: train imports io, io imports nn)
+    facts: DataFacts = MNIST_FACTS
 
     def info(self, test_accuracy: float | None) -> dict:
-        """The facts a model file keeps about how it was trained."""
+        """The facts a model file keeps about how it was trained, and on what (the data set,
+        its class names, the input normalisation)."""
         r, t = self.recipe, self.trainer
         return {"preset": r.model, "seed": r.seed, "epochs": t.epoch, "best_epoch": t.best_epoch,
                 "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
                 "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
-                "command": r.command(), "history": [vars(h) for h in t.history],
-                "input": {"shape": [1, 28, 28], "mean": 0.1307, "std": 0.3081}}
+                "command": r.command(), "history": [vars(h) for h in t.history], **self.facts.info()}
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
@@ -274,13 +289,14 @@ def make_schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0)
 
 
 def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
-              on_epoch: Callable | None = None, checkpoint_dir=None) -> Run:
+              on_epoch: Callable | None = None, checkpoint_dir=None, facts: DataFacts = MNIST_FACTS) -> Run:
     """Model, optimizer, schedule, loss and ``Trainer`` for a resolved recipe and ``n_train``
-    training images. Seeds the initialisation with ``recipe.seed`` first, so the same recipe
-    builds the same weights."""
+    training images of the data set described by ``facts`` (``Data.facts``: the number of
+    classes sizes the last layer, the normalisation the augmentation's background). Seeds the
+    initialisation with ``recipe.seed`` first, so the same recipe builds the same weights."""
     from .train import Trainer
     nn.manual_seed(recipe.seed)
-    model = recipe.build_model()
+    model = recipe.build_model(len(facts.classes))
     optimizer = make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.momentum,
                                recipe.weight_decay)
     steps_per_epoch = math.ceil(n_train / recipe.batch_size)
@@ -288,6 +304,6 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
                              int(recipe.preset.warmup_epochs * steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
-                      schedule=schedule, augment=make_augment(recipe.augment), on_batch=on_batch,
-                      on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience)
-    return Run(recipe, model, optimizer, schedule, loss_fn, trainer)
+                      schedule=schedule, augment=make_augment(recipe.augment, (0.0 - facts.mean) / facts.std),
+                      on_batch=on_batch, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience)
+    return Run(recipe, model, optimizer, schedule, loss_fn, trainer, facts)

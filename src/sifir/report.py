@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import io, nn
+from .data.inputs import DataFacts
 from .errors import SifirError
 from .figures import (activation_samples, confusion_data, first_layer_images,  # noqa: F401 - re-exported
                       first_learnable, learning_curves, misclassified, predictions, weight_matrices)
@@ -118,22 +119,31 @@ def draw_learning_curves(curves: dict[str, np.ndarray]):
     return fig
 
 
-def draw_confusion(confusion: np.ndarray):
+def _digits(classes) -> bool:
+    return classes is None or tuple(classes) == tuple("0123456789")
+
+
+def draw_confusion(confusion: np.ndarray, classes=None):
     from matplotlib.colors import PowerNorm
-    fig = _figure_factory()(7, 6)
+    n = len(confusion)
+    side = max(7, 0.35 * n)   # 47 classes (EMNIST Balanced) need room for their counts
+    fig = _figure_factory()(side, side - 1)
     ax = fig.subplots()
     # A power norm lifts the small off-diagonal counts (the mistakes) out of the dark.
     im = ax.imshow(confusion, cmap="Blues", norm=PowerNorm(0.3, vmin=0, vmax=max(1, confusion.max())))
-    n = len(confusion)
     for i in range(n):
         for j in range(n):
             dark = confusion[i, j] > 0.4 * confusion.max()
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8 if n <= 20 else 5,
                     color="white" if dark else "black")
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
+    if not _digits(classes):   # names instead of numbers: "Trouser", "お (o)"
+        ax.set_xticklabels(classes, rotation=45, ha="right")
+        ax.set_yticklabels(classes)
+    noun = "digit" if _digits(classes) else "class"
+    ax.set_xlabel(f"predicted {noun}")
+    ax.set_ylabel(f"true {noun}")
     accuracy = np.trace(confusion) / max(1, confusion.sum())
     ax.set_title(f"confusion matrix on {confusion.sum():,} test images (accuracy {accuracy:.2%})")
     fig.colorbar(im, ax=ax, shrink=0.8)
@@ -175,16 +185,23 @@ def _image_grid(images, columns: int, labels=None, symmetric: bool = False, widt
     return fig
 
 
-def draw_predictions(read: dict[str, np.ndarray], columns: int = 8, title: str = "test digits and what the network read"):
-    """Each image with its true label, what the network read and how sure it was (``predictions``)."""
-    labels = [f"true {t} → {p}\n({q:.0%})" for t, p, q in zip(read["true"], read["predicted"], read["probability"])]
+def draw_predictions(read: dict[str, np.ndarray], columns: int = 8, title: str = "test digits and what the network read",
+                     classes=None):
+    """Each image with its true label, what the network read and how sure it was (``predictions``);
+    ``classes`` names the outputs of a data set that is not digits."""
+    if _digits(classes):
+        labels = [f"true {t} → {p}\n({q:.0%})" for t, p, q in zip(read["true"], read["predicted"], read["probability"])]
+    else:   # names are longer than digits: one line each
+        labels = [f"{classes[t]} →\n{classes[p]} ({q:.0%})" for t, p, q in
+                  zip(read["true"], read["predicted"], read["probability"])]
     fig = _image_grid(read["images"], columns, labels, width=9)
     fig.suptitle(title)
     return fig
 
 
-def draw_misclassified(mistakes: dict[str, np.ndarray], columns: int = 8):
-    return draw_predictions(mistakes, columns, "test digits the network got wrong, surest mistakes first")
+def draw_misclassified(mistakes: dict[str, np.ndarray], columns: int = 8, classes=None):
+    things = "digits" if _digits(classes) else "images"
+    return draw_predictions(mistakes, columns, f"test {things} the network got wrong, surest mistakes first", classes)
 
 
 def _grid_columns(n: int) -> int:
@@ -245,6 +262,8 @@ def pictures(model: nn.Module, info: dict, x: np.ndarray, y: np.ndarray, mistake
     """Compute and draw every picture of the report for ``model`` on test inputs ``x``
     (normalised, (N, 1, 28, 28)) with labels ``y``."""
     logits = predict_logits(model, x)
+    classes = DataFacts.from_info(info, logits.shape[1]).classes
+    noun, nouns = ("digit", "digits") if _digits(classes) else ("class", "classes")
     out = []
     curves = learning_curves(info)
     if curves is not None:
@@ -254,14 +273,15 @@ def pictures(model: nn.Module, info: dict, x: np.ndarray, y: np.ndarray, mistake
                            curves, draw_learning_curves(curves)))
     confusion = confusion_data(model, x, y, logits)
     out.append(Picture("confusion", "Confusion matrix",
-                       "Row: the true digit; column: what the network read. The diagonal is right; "
-                       "everything else is a mistake, and shows which digits look alike to the network.",
-                       confusion, draw_confusion(confusion)))
+                       f"Row: the true {noun}; column: what the network read. The diagonal is right; "
+                       f"everything else is a mistake, and shows which {nouns} look alike to the network.",
+                       confusion, draw_confusion(confusion, classes)))
     wrong = misclassified(model, x, y, mistakes, logits)
     out.append(Picture("misclassified", "Mistakes",
-                       "Test digits the network read wrong, the ones it was surest of first, with the "
+                       f"Test {'digits' if _digits(classes) else 'images'} the network read wrong, the ones it was "
+                       "surest of first, with the "
                        "probability it gave its wrong answer. Some are hard even for people.",
-                       wrong, draw_misclassified(wrong)))
+                       wrong, draw_misclassified(wrong, classes=classes)))
     name, images = first_layer_images(model)
     out.append(Picture("first-layer", "First layer",
                        "Each image is the first layer's weights for one unit (a row of the first weight "
@@ -309,6 +329,8 @@ def index_html(pics: list[Picture], model: nn.Module, info: dict, title: str = "
         facts.insert(0, f"preset <code>{html.escape(str(info['preset']))}</code>")
     if info.get("epochs"):
         facts.append(f"{info['epochs']} epochs")
+    if isinstance(info.get("dataset"), dict) and info["dataset"].get("name") != "mnist":
+        facts.append(f"trained on {html.escape(str(info['dataset'].get('title')))}")
     confusion = next((p.data for p in pics if p.name == "confusion"), None)
     if confusion is not None:
         facts.append(f"test accuracy {np.trace(confusion) / confusion.sum():.2%}")
@@ -334,17 +356,19 @@ def default_report_dir(model_path) -> Path:
     return path.with_name(f"{path.stem}-report")
 
 
-def report_model_file(model_path, out_dir=None, data_dir=None, test: tuple | None = None) -> Path:
+def report_model_file(model_path, out_dir=None, data_dir=None, test: tuple | None = None,
+                      dataset: str | None = None) -> Path:
     """Load a model file and write its report; returns the path of ``index.html``.
 
-    ``test`` = (x, y) normalised test images and labels; loaded from MNIST when not given.
+    ``test`` = (x, y) normalised test images and labels; when not given, the test set of the
+    data set the model was trained on (``dataset`` may only name that one).
     """
     require_matplotlib()
     model, info = io.load_model(model_path)
+    facts = io.data_facts(model_path, model, info)
     out = _make_folder(out_dir or default_report_dir(model_path))  # before the data: fail fast
     if test is None:
-        from .data import mnist
-        data = mnist.load_mnist(data_dir)
-        test = mnist.normalize(data["test_images"]), data["test_labels"].astype(np.int64)
+        from .data.load import evaluation_data
+        test = evaluation_data(facts, dataset, data_dir)
     write_report(model, info, *test, out, title=f"What {Path(model_path).name} learned")
     return out / "index.html"

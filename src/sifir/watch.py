@@ -106,7 +106,8 @@ class Watch:
         except SifirError as e:   # no data: the page says why, in the data module's words
             self.send({"type": "end", "state": "failed", "message": str(e), "weights": None})
             return
-        self.run_ = run = build_run(recipe, len(data.train_x), on_batch=self.on_batch, on_epoch=self.on_epoch)
+        self.run_ = run = build_run(recipe, len(data.train_x), on_batch=self.on_batch, on_epoch=self.on_epoch,
+                                    facts=data.facts)
         self.model, self.trainer = run.model, run.trainer
         self.sample_x, self.sample_y = data.val_x[:SAMPLE], data.val_y[:SAMPLE]
         self.n_batches = math.ceil(len(data.train_x) / recipe.batch_size)

@@ -36,10 +36,10 @@ from pydantic import BaseModel, Field
 
 from .. import io, nn
 from ..activations import hidden_activations
-from ..data.mnist import normalize
+from ..data.inputs import MNIST_FACTS, DataFacts, normalize
 from ..errors import ImageError, TooManyDigits
-from ..preprocess import Digit, find_digits, load_photo
-from ..reading import number_text
+from ..preprocess import Digit, load_photo
+from ..reading import find_items, number_text
 from .app import ApiError
 
 MAX_PIXELS = 2048 * 2048           # a digit needs far fewer; decoding is ~20 bytes per pixel here
@@ -63,8 +63,9 @@ class Activation(BaseModel):
 
 
 class DigitRead(BaseModel):
-    digit: int = Field(description="the most probable digit")
-    probabilities: list[float] = Field(description="softmax of the output, one per digit 0–9")
+    digit: int = Field(description="the most probable class (for MNIST: the digit)")
+    label: str = Field(description="its name, from the data set the model learned (\"7\", \"Trouser\")")
+    probabilities: list[float] = Field(description="softmax of the output, one per class (for MNIST: digits 0–9)")
     input: list[list[float]] = Field(description="28×28 in [0, 1]: the digit as the network sees it "
                                      "(bright ink on black), before normalisation")
 
@@ -88,19 +89,24 @@ class DrawModel:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.model, self.description = None, None
+        self.model, self.description, self.facts = None, None, MNIST_FACTS
 
     def use(self, model: nn.Module, info: dict, name: str) -> dict:
-        description = describe_model(name, model, info)
+        """Read with ``model`` from now on; ``info`` (its file's) says its data set and classes."""
+        facts = io.data_facts(name, model, info)     # class names and the input normalisation
+        description = describe_model(name, model, info, facts)
         with self.lock:
-            self.model, self.description = model, description
+            self.model, self.description, self.facts = model, description, facts
         return description
 
-    def current(self):
-        if self.model is None:
+    def current(self) -> tuple[nn.Module, DataFacts]:
+        """The model and its data facts, or 404 "no_model"."""
+        with self.lock:
+            model, facts = self.model, self.facts
+        if model is None:
             raise ApiError(404, "no_model", "no model to read with yet: train one in the Learn view, "
                                             "or start the server with one: sifir serve MODEL.npz")
-        return self.model
+        return model, facts
 
 
 def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = WORKERS) -> None:
@@ -134,18 +140,20 @@ def add_routes(app, model_path, *, max_pixels: int = MAX_PIXELS, workers: int = 
         data = decode_image_field(body.image)
         with decode_slots:
             check_pixels(data, max_pixels)
-            digits, size = read_digits(data)
-        x = normalize(np.stack([d.image for d in digits]))
+            model, facts = draw.current()
+            digits, size = read_digits(data, facts)
+        x = np.stack([d.image for d in digits])
         with draw.lock:   # read the outputs inside too: a layer may reuse its arrays next call
-            hidden, output = hidden_activations(draw.current(), x)
+            hidden, output = hidden_activations(model, normalize(x, facts.mean, facts.std))
             activations = activation_list(hidden)
             probs = nn.softmax(output.astype(np.float64))   # as `sifir predict` computes them
-        found = [{"digit": int(p.argmax()), "probabilities": p.tolist(), "input": _rounded(d.image),
-                  "box": list(d.box), "row": d.row} for d, p in zip(digits, probs)]
-        number = number_text([d["digit"] for d in found], [d["row"] for d in found])
+        found = [{"digit": int(p.argmax()), "label": facts.classes[int(p.argmax())], "probabilities": p.tolist(),
+                  "input": _rounded(d.image), "box": list(d.box), "row": d.row} for d, p in zip(digits, probs)]
+        number = number_text([d["digit"] for d in found], [d["row"] for d in found], facts.classes)
         first = found[0]
-        return {"digit": first["digit"], "probabilities": first["probabilities"], "input": first["input"],
-                "activations": activations, "number": number, "digits": found, "size": list(size)}
+        return {"digit": first["digit"], "label": first["label"], "probabilities": first["probabilities"],
+                "input": first["input"], "activations": activations, "number": number, "digits": found,
+                "size": list(size)}
 
 
 # -- the steps of a prediction --------------------------------------------------------------------
@@ -186,16 +194,17 @@ def check_pixels(data: bytes, max_pixels: int) -> None:
                        "scale it down (a digit needs only a few hundred pixels a side)")
 
 
-def read_digits(data: bytes) -> tuple[list[Digit], tuple[int, int]]:
+def read_digits(data: bytes, facts: DataFacts = MNIST_FACTS) -> tuple[list[Digit], tuple[int, int]]:
     """Bytes -> the digits found (MNIST-like 28×28 inputs and boxes), as ``sifir predict`` finds
-    them, and the picture's (width, height)."""
+    them (for a data set that is not digits: the picture's ink as one item), and the picture's
+    (width, height)."""
     try:
         grey, size = load_photo(data)
     except ImageError as e:
         message = str(e).replace("cannot read image '<bytes>'", "cannot read the picture")
         raise ApiError(422, "bad_image", message) from None
     try:
-        return find_digits(grey, scale=size[0] / grey.shape[1]), size
+        return find_items(grey, facts, scale=size[0] / grey.shape[1]), size
     except TooManyDigits as e:
         raise ApiError(422, "too_many_digits", str(e)) from None
     except ImageError as e:
@@ -209,10 +218,12 @@ def activation_list(hidden) -> list[dict]:
             for i, h in enumerate(hidden, 1)]
 
 
-def describe_model(name: str, model: nn.Module, info: dict) -> dict:
-    """What GET /api/model answers; the hidden layers' shapes come from one blank forward pass."""
+def describe_model(name: str, model: nn.Module, info: dict, facts: DataFacts) -> dict:
+    """What GET /api/model answers; the hidden layers' shapes come from one blank forward pass.
+    ``dataset`` and ``classes`` say what the outputs mean (MNIST's digits for older files)."""
     hidden, output = hidden_activations(model, np.zeros((1, 1, 28, 28), np.float32))
-    return {"file": name, "architecture": io.describe(model), "parameters": io.count_parameters(model),
+    return {"file": name, "dataset": {"name": facts.dataset, "title": facts.title},
+            "classes": list(facts.classes), "architecture": io.describe(model), "parameters": io.count_parameters(model),
             "hidden": [{"name": a["name"], "layer": a["layer"], "index": a["index"], "shape": a["shape"]}
                        for a in activation_list(hidden)],
             "outputs": int(output.shape[-1]), "info": _json_safe(info)}

@@ -206,26 +206,39 @@
   }
 
   // -- showing the answer -----------------------------------------------------------------------------
-  const bars = [];
-  for (let d = 0; d < 10; d++) {
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    bar.setAttribute("role", "listitem");
-    bar.dataset.digit = d;
-    bar.dataset.p = "0";
-    bar.innerHTML = '<div class="track"><div class="fill"></div></div>' +
-                    `<span class="label">${d}</span><span class="pct"></span>`;
-    $("bars").appendChild(bar);
-    bars.push(bar);
+  // one bar per class, named as the model's data set names them (GET /api/model: "classes")
+  let bars = [];
+  let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+  function buildBars(names) {
+    classes = names;
+    const box = $("bars");
+    box.replaceChildren();
+    box.style.gridTemplateColumns = `repeat(${names.length}, 1fr)`;
+    box.classList.toggle("names", names.some((name) => name.length > 1));
+    bars = names.map((name, d) => {
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.setAttribute("role", "listitem");
+      bar.dataset.digit = d;
+      bar.dataset.p = "0";
+      bar.innerHTML = '<div class="track"><div class="fill"></div></div>' +
+                      '<span class="label"></span><span class="pct"></span>';
+      bar.querySelector(".label").textContent = name;
+      box.appendChild(bar);
+      return bar;
+    });
   }
+  buildBars(classes);
 
   let shown = null;   // the answer on screen, drawn again when the language changes
 
   function show(answer) {
     shown = answer;
     const p = answer.probabilities;
-    digitEl.textContent = String(answer.digit);
-    statusEl.textContent = t("reads", { digit: answer.digit });
+    const name = classes[answer.digit] ?? String(answer.digit);
+    digitEl.textContent = name;
+    digitEl.classList.toggle("word", name.length > 2);
+    statusEl.textContent = t("reads", { digit: name });
     statusEl.classList.remove("error");
     confidenceEl.textContent = t("sure", { percent: number(100 * p[answer.digit], 1) });
     bars.forEach((bar, d) => {
@@ -233,7 +246,7 @@
       bar.classList.toggle("winner", d === answer.digit);
       bar.querySelector(".fill").style.height = `${(100 * p[d]).toFixed(1)}%`;
       bar.querySelector(".pct").textContent = `${Math.round(100 * p[d])}%`;
-      bar.title = `${d}: ${(100 * p[d]).toFixed(2)}%`;
+      bar.title = `${classes[d]}: ${(100 * p[d]).toFixed(2)}%`;
     });
     drawInput(answer.input);
     showLayers(answer.activations);
@@ -367,9 +380,13 @@
       const parts = [info.preset ? t("model_named", { name: info.preset }) : model.file,
                      t("weights", { count: number(model.parameters.weights) })];
       if (typeof info.test_accuracy === "number") {
-        parts.push(t("test_accuracy", { percent: number(100 * info.test_accuracy, 1) }));
+        const dataset = (model.dataset && model.dataset.title) || "MNIST";
+        parts.push(t("test_accuracy", { percent: number(100 * info.test_accuracy, 1), dataset }));
       }
       modelEl.textContent = parts.join(" · ");
+      if (Array.isArray(model.classes) && model.classes.join("\n") !== classes.join("\n")) {
+        buildBars(model.classes);
+      }
       buildLayers(model.hidden || []);
       showLayers(null);
     } catch (err) {
