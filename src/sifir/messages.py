@@ -78,6 +78,15 @@ def t(key: str, lang: str | None = None, **values) -> str:
     return template.format(**values)
 
 
+def number(value: float, decimals: int = 0, lang: str | None = None) -> str:
+    """``value`` with ``decimals`` decimals and grouped thousands, in the language's style (the
+    table's "_decimal" and "_thousands" marks): 7,940.5 in English, 7.940,5 in Turkish."""
+    table = MESSAGES[language(lang)]
+    text = f"{value:,.{decimals}f}"
+    marks = {",": table.get("_thousands", ","), ".": table.get("_decimal", ".")}
+    return "".join(marks.get(ch, ch) for ch in text)
+
+
 def page_messages(lang: str) -> dict:
     """The web page's sentences (keys "page.…", without the prefix) in ``lang``."""
     table = get_messages(lang)

@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import models, nn, optim
+from . import models, nn, optim, parallel
 from .augment import AUGMENTS, make_augment
 from .errors import SifirError
 
@@ -43,6 +43,7 @@ class Limits:
     max_epochs: int = 10_000
     max_batch_size: int = 65_536
     max_lr: float = math.inf
+    max_workers: int = 1024
 
 
 # Options that are None take the preset's value; these are the ones a preset sets.
@@ -67,6 +68,7 @@ class Recipe:
     validation: int = 5000
     seed: int = 0
     data_dir: str | None = None
+    workers: int | None = None     # processes sharing each batch; None: every core this process may use
 
     @property
     def preset(self) -> models.Preset:
@@ -97,13 +99,16 @@ class Recipe:
             _integer("patience", self.patience, 1, 10_000)
         _integer("validation", self.validation, 1, 59_999)
         _integer("seed", self.seed, 0, 2**32 - 1)
+        if self.workers is not None:
+            _integer("workers", self.workers, 1, limits.max_workers)
 
     def options(self) -> dict:
         """The recipe as a plain dict (JSON-ready), in field order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def command(self) -> str:
-        """The ``sifir train …`` command that trains this very run (same seed: same weights)."""
+        """The ``sifir train …`` command that trains this very run (same seed and number of
+        workers: same weights)."""
         parts = ["sifir", "train", "--model", self.model]
         preset = self.preset
         for f in fields(self):
@@ -178,7 +183,7 @@ class Run:
     def info(self, test_accuracy: float | None) -> dict:
         """The facts a model file keeps about how it was trained."""
         r, t = self.recipe, self.trainer
-        return {"preset": r.model, "seed": r.seed, "epochs": t.epoch, "best_epoch": t.best_epoch,
+        return {"preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
                 "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
                 "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
                 "command": r.command(), "history": [vars(h) for h in t.history],
@@ -209,7 +214,7 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
               on_epoch: Callable | None = None, checkpoint_dir=None) -> Run:
     """Model, optimizer, schedule, loss and ``Trainer`` for a resolved recipe and ``n_train``
     training images. Seeds the initialisation with ``recipe.seed`` first, so the same recipe
-    builds the same weights."""
+    builds the same weights (and, with the same number of workers, trains the same weights)."""
     from .train import Trainer
     nn.manual_seed(recipe.seed)
     model = recipe.preset.build()
@@ -221,5 +226,6 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
                       schedule=schedule, augment=make_augment(recipe.augment), on_batch=on_batch,
-                      on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience)
+                      on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience,
+                      workers=recipe.workers or parallel.usable_cores())
     return Run(recipe, model, optimizer, schedule, loss_fn, trainer)

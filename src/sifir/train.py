@@ -8,7 +8,9 @@
         measure validation accuracy; keep the best weights; write a checkpoint
 
 One seeded generator drives shuffling and augmentation, the nn generator drives dropout;
-both are saved in checkpoints so an interrupted run resumes bit for bit.
+both are saved in checkpoints so an interrupted run resumes bit for bit. With ``workers`` > 1
+the batches are shared by that many processes (``sifir.parallel``): the same loop, each step's
+forward and backward split over the workers.
 """
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ import copy
 import math
 import signal
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import io, nn
+from . import io, nn, parallel
 from .errors import ModelFileError, TrainingDiverged
 from .nn import init as nn_init
 
@@ -53,9 +56,12 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> n
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on a dataset."""
-    logits = predict_logits(model, x, batch_size)
-    loss = nn.CrossEntropyLoss()(logits, y)
-    return loss, float(np.mean(logits.argmax(axis=1) == y))
+    return scores(predict_logits(model, x, batch_size), y)
+
+
+def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of logits against labels."""
+    return nn.CrossEntropyLoss()(logits, y), float(np.mean(logits.argmax(axis=1) == y))
 
 
 class Interrupted(Exception):
@@ -69,13 +75,15 @@ class Trainer:
     training batch), ``on_batch(i, n, loss)`` and ``on_epoch(result)`` callbacks,
     ``checkpoint_dir`` (a checkpoint after every epoch, and on Ctrl-C), ``patience`` (early
     stopping after that many epochs without a better validation accuracy) and ``keep_best``
-    (end with the weights of the best validation epoch).
+    (end with the weights of the best validation epoch), ``workers`` (processes sharing each
+    batch; 1, the default, trains in this process alone).
     """
 
     def __init__(self, model: nn.Module, optimizer, loss_fn=None, *, batch_size: int = 64,
                  seed: int = 0, schedule=None, augment: Callable | None = None,
                  on_batch: Callable | None = None, on_epoch: Callable | None = None,
-                 checkpoint_dir=None, patience: int | None = None, keep_best: bool = True):
+                 checkpoint_dir=None, patience: int | None = None, keep_best: bool = True,
+                 workers: int = 1):
         self.model, self.optimizer = model, optimizer
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self.batch_size, self.seed = batch_size, seed
@@ -83,6 +91,7 @@ class Trainer:
         self.on_batch, self.on_epoch = on_batch, on_epoch
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.patience, self.keep_best = patience, keep_best
+        self.workers = workers
         self.rng = np.random.default_rng(seed)
         self.history: list[EpochResult] = []
         self.best_acc, self.best_state, self.best_epoch = -1.0, None, 0
@@ -94,9 +103,12 @@ class Trainer:
     def fit(self, train_x, train_y, val_x=None, val_y=None, epochs: int = 10) -> list[EpochResult]:
         previous = signal.getsignal(signal.SIGINT)
         installed = _install_sigint(self._request_stop)
+        runner = None
         try:
+            if self.epoch < epochs:
+                runner = self._start_workers(train_x, train_y, val_x)
             while self.epoch < epochs:
-                result = self._train_epoch(train_x, train_y, val_x, val_y)
+                result = self._train_epoch(train_x, train_y, val_x, val_y, runner)
                 self.history.append(result)
                 self.epoch += 1
                 improved = self._track_best(result)
@@ -106,14 +118,33 @@ class Trainer:
                     self.on_epoch(result)
                 if self.patience and not improved and self.epoch - self.best_epoch >= self.patience:
                     break
+        except BaseException:
+            if runner is not None:   # stop the workers at once: their step will never be finished
+                runner.close(abort=True)
+                runner = None
+            raise
         finally:
+            if runner is not None:
+                runner.close()
             if installed:
                 signal.signal(signal.SIGINT, previous)
         if self.keep_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
 
-    def _train_epoch(self, x, y, val_x, val_y) -> EpochResult:
+    def _start_workers(self, train_x, train_y, val_x):
+        """The other processes of a data-parallel run, or None for one worker (or when this
+        process cannot fork: then a warning says why)."""
+        if self.workers <= 1:
+            return None
+        problem = parallel.fork_problem()
+        if problem is not None:
+            warnings.warn(problem, parallel.OneWorker, stacklevel=3)
+            return None
+        return parallel.DataParallel(self.model, self.optimizer, self.loss_fn, self.workers, train_x, train_y,
+                                     augment=self.augment, batch_size=self.batch_size, eval_x=val_x).start()
+
+    def _train_epoch(self, x, y, val_x, val_y, runner=None) -> EpochResult:
         start = time.perf_counter()
         n, bs = len(x), self.batch_size
         n_batches = math.ceil(n / bs)
@@ -134,30 +165,38 @@ class Trainer:
         loss_sum, correct, seen = (float(v) for v in sums)  # plain floats: cheaper per batch
         for b in range(first, n_batches):
             idx = order[b * bs:(b + 1) * bs]
-            xb, yb = x[idx], y[idx]
-            if self.augment is not None:
-                xb = self.augment(xb, self.rng)
-            logits = self.model(xb)
-            loss = self.loss_fn(logits, yb)
+            if runner is not None:  # every worker: forward and backward of its share
+                loss, batch_correct = runner.forward_backward(idx, self.rng)
+            else:
+                xb, yb = x[idx], y[idx]
+                if self.augment is not None:
+                    xb = self.augment(xb, self.rng)
+                logits = self.model(xb)
+                loss = self.loss_fn(logits, yb)
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"the loss became {loss} at epoch {self.epoch + 1}, batch {b + 1}/{n_batches}"
                     + (f" (last good batch loss {last_good:.4f})" if last_good is not None else "")
                     + f"; the learning rate {self.optimizer.lr:g} is probably too large: try a "
                     f"smaller one, e.g. --lr {self.optimizer.lr / 10:g}")
-            loss_sum += loss * len(yb)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-            seen += len(yb)
+            loss_sum += loss * len(idx)
+            correct += batch_correct if runner is not None else int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            seen += len(idx)
             last_good = loss
-            for p in params:  # model.zero_grad()
-                p.grad = None
-            self.model.backward(self.loss_fn.backward(), need_input_grad=False)
-            self.optimizer.step()
+            if runner is not None:
+                runner.step()
+            else:
+                for p in params:  # model.zero_grad()
+                    p.grad = None
+                self.model.backward(self.loss_fn.backward(), need_input_grad=False)
+                self.optimizer.step()
             if self.schedule is not None:
                 self.schedule.step()
             if self.on_batch:
                 self.on_batch(b + 1, n_batches, loss)
             if self._stop_requested:
+                if runner is not None:
+                    runner.wait()   # every worker's update done: the state is whole
                 sums = np.array([loss_sum, correct, seen])
                 self._position = (epoch_rng_state, b + 1, sums, self.rng.bit_generator.state)
                 if self.checkpoint_dir:
@@ -166,8 +205,11 @@ class Trainer:
                                       f"{n_batches}; checkpoint written to {path}")
                 raise Interrupted(f"interrupted in epoch {self.epoch + 1} after batch {b + 1}/{n_batches}")
         val_loss = val_acc = None
+        if runner is not None:
+            runner.wait()
         if val_x is not None:
-            val_loss, val_acc = evaluate(self.model, val_x, val_y)
+            val_loss, val_acc = (scores(runner.predict(val_x), val_y) if runner is not None
+                                 else evaluate(self.model, val_x, val_y))
         return EpochResult(self.epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                            self.optimizer.lr, time.perf_counter() - start)
 

@@ -8,6 +8,10 @@ then scaled and shifted by learnable γ (weight) and β (bias):
 and running averages of μ_B and of the unbiased σ²_B are kept (``momentum`` is the weight of
 the new batch, as in PyTorch). In evaluation, the running statistics replace the batch ones,
 so a prediction does not depend on the other images in the batch.
+
+When a batch is split over several processes (``sifir.parallel``), ``across`` sums a layer's
+per-feature partial sums over all of them, so every part is normalised with the statistics of
+the whole batch, as if it had been one; with ``across`` unset (one process) it is the identity.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from .module import Module, Parameter
 
 class _BatchNorm(Module):
     _buffers = ("running_mean", "running_var")
+    across = None   # Σ over the processes sharing the batch (set by sifir.parallel), or None
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype=np.float32):
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
@@ -44,14 +49,20 @@ class _BatchNorm(Module):
         self.shape = x.shape
         dt = rows.dtype.type
         if self.training:  # batch statistics; forward keeps x − μ only then (backward tells by it)
-            m = len(rows)
+            m, total = len(rows), rows.sum(axis=0)
+            if self.across is not None:   # the other parts of the batch count too
+                total_m = self.across(np.append(total, m))
+                total, m = total_m[:-1].astype(rows.dtype), int(total_m[-1])
             if m < 2:
                 raise ShapeError(f"{type(self).__name__} needs more than one value per feature in training, "
                                  f"got input of shape {x.shape}")
-            self.x = None
-            self.mean = rows.mean(axis=0)
+            self.x, self.m = None, m
+            self.mean = total / dt(m)
             self.centred = rows - self.mean                                   # x − μ
-            var = np.einsum("ij,ij->j", self.centred, self.centred) / dt(m)  # biased: what normalises
+            squares = np.einsum("ij,ij->j", self.centred, self.centred)
+            if self.across is not None:
+                squares = self.across(squares)
+            var = squares / dt(m)                                             # biased: what normalises
             self.inv_std = dt(1) / np.sqrt(var + dt(self.eps))                # 1/σ
             self._update_running(self.mean, var * dt(m / (m - 1)))            # unbiased, as PyTorch
             y = self.centred * (self.weight.data * self.inv_std)              # γ·x̂ = (γ/σ)·(x − μ)
@@ -73,15 +84,19 @@ class _BatchNorm(Module):
         centred = self.centred if batch_stats else self.x - self.mean
         sum_g = g.sum(axis=0)
         sum_g_centred = np.einsum("ij,ij->j", g, centred)                  # Σ g·x̂ = (1/σ)·Σ g·(x − μ)
-        self.weight.accumulate(sum_g_centred * self.inv_std)
-        self.bias.accumulate(sum_g)
+        self.weight.accumulate(sum_g_centred * self.inv_std)   # this part's share: the parts' sum is
+        self.bias.accumulate(sum_g)                            # added up with the other gradients
         if not need_input_grad:
             return None
         scale = self.weight.data * self.inv_std                               # γ/σ
         if not batch_stats:
             return self._unrows(g * scale, self.shape)
-        # the formula above with x̂ = (x − μ)/σ, as one per-feature affine map of g and x − μ
         m = g.dtype.type(len(g))
+        if self.across is not None:   # dL/dx needs the sums over the whole batch
+            both = self.across(np.concatenate([sum_g, sum_g_centred]))
+            sum_g, sum_g_centred = np.split(both.astype(g.dtype), 2)
+            m = g.dtype.type(self.m)
+        # the formula above with x̂ = (x − μ)/σ, as one per-feature affine map of g and x − μ
         dx = g * scale
         dx -= centred * (scale * self.inv_std * self.inv_std * sum_g_centred / m)
         dx -= scale * sum_g / m
