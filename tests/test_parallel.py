@@ -269,3 +269,64 @@ def test_blas_threads_are_limited_inside_the_block_only():
     assert get() == 1 and blas() == [1] * len(before)
     put(n)
     assert blas() == before
+
+
+# -- the command line: Ctrl-C and a killed worker, with real processes --------------------------
+def children_of(pid):
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"   # a zombie is no longer running
+    except OSError:
+        return True
+
+
+def start_training(tmp_path, mnist_dir, *args):
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-m", "sifir", "train", "--model", "seed", "--data-dir", str(mnist_dir),
+                             "--quiet", "--workers", "2", "--out", str(tmp_path / "m.npz"), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, SIFIR_STATE_DIR=str(tmp_path)))
+
+
+def test_ctrl_c_with_workers_checkpoints_and_leaves_nothing_running(tmp_path, mnist_dir):
+    from test_reliability import wait_for_line
+    proc = start_training(tmp_path, mnist_dir, "--epochs", "3", "--checkpoint-dir", tmp_path / "ckpt")
+    lines = wait_for_line(proc, "epoch   1/3")
+    assert any(line.startswith("workers: 2") for line in lines)
+    workers = children_of(proc.pid)
+    assert len(workers) == 1                 # worker 0 is the process itself
+    os.killpg(proc.pid, signal.SIGINT)       # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "checkpoint written" in err and "Traceback" not in err
+    assert all(gone(pid) for pid in workers)
+
+
+def test_a_killed_worker_under_the_command_line_is_one_line_and_nothing_is_left(tmp_path, mnist_dir):
+    from test_reliability import wait_for_line
+    proc = start_training(tmp_path, mnist_dir, "--epochs", "50")
+    wait_for_line(proc, "epoch   1/50")
+    workers = children_of(proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("sifir: error: training worker 1 of 2") and "SIGKILL" in lines[-1], err
+    assert "Traceback" not in err and not (tmp_path / "m.npz").exists()
+    assert all(gone(pid) for pid in workers)

@@ -23,6 +23,7 @@ def test_unset_options_take_the_presets_recipe():
     ("batch_size", 0), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4),
     ("label_smoothing", 1.0), ("optimizer", "rmsprop"), ("schedule", "wavy"), ("augment", "blur"),
     ("patience", 0), ("validation", 0), ("validation", 60_000), ("seed", -1), ("model", "nonsense"),
+    ("workers", 0), ("workers", 1.5),
 ])
 def test_bad_values_name_their_option(field, value):
     with pytest.raises(RecipeError) as e:
@@ -47,6 +48,7 @@ def test_limits_tighten_the_ranges():
     Recipe(model="seed", lr=0.5, epochs=3, seed=7),
     Recipe(model="mlp", optimizer="sgd", momentum=0.9, schedule="cosine", augment="shift", batch_size=32),
     Recipe(model="cnn", label_smoothing=0.05, weight_decay=0.0, patience=2, validation=1000),
+    Recipe(model="seed", workers=3),
 ])
 def test_the_command_line_builds_the_same_recipe(recipe):
     recipe = recipe.resolved()
@@ -72,3 +74,14 @@ def test_build_run_is_seeded_and_follows_the_recipe():
     assert a.trainer.batch_size == recipe.batch_size and a.trainer.seed == 3
     other = build_run(Recipe(model="seed", seed=4).resolved(), 1000)
     assert not np.array_equal(a.model[1].weight.data, other.model[1].weight.data)
+
+
+def test_workers_default_to_every_usable_core_and_are_recorded():
+    from sifir import parallel
+    recipe = Recipe(model="seed").resolved()
+    assert recipe.workers is None and "--workers" not in recipe.command()
+    run = build_run(recipe, 1000)
+    assert run.trainer.workers == parallel.usable_cores() and run.info(None)["workers"] == run.trainer.workers
+    assert build_run(Recipe(model="seed", workers=1).resolved(), 1000).trainer.workers == 1
+    with pytest.raises(RecipeError, match="--workers"):
+        Recipe(model="seed", workers=3).resolved(Limits(max_workers=2))
