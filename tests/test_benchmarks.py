@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -43,3 +44,15 @@ def test_before_after_compares_two_copies_of_the_package(mnist_dir):
     lines = out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["lenet5", "seed"]
     assert all("after/before" in line for line in lines)
+
+
+@pytest.mark.parametrize("extra", [[], ["--eval"]])
+def test_layer_ab_compares_two_copies_layer_by_layer(extra):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),
+                          "--model", "lenet5", "--batch", "8", "--rounds", "2", *extra],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.strip().splitlines()
+    assert ("inference" if extra else "training") in lines[0]
+    parts = lines[1:-1]
+    assert len(parts) == (12 if extra else 24)          # every layer's forward (and backward)
+    assert all("after/before" in line for line in parts) and lines[-1].startswith("sum of the fastest")

@@ -330,3 +330,35 @@ def test_a_killed_worker_under_the_command_line_is_one_line_and_nothing_is_left(
     assert lines[-1].startswith("sifir: error: training worker 1 of 2") and "SIGKILL" in lines[-1], err
     assert "Traceback" not in err and not (tmp_path / "m.npz").exists()
     assert all(gone(pid) for pid in workers)
+
+
+# -- inference on every core: threads -----------------------------------------------------------
+def test_inference_on_several_threads_gives_one_threads_logits():
+    x, y = images(2500)
+    model = convnet(dropout=0.25)
+    model(x[:64])                                # BatchNorm's running statistics are not trivial
+    one = predict_logits(model, x, batch_size=300, workers=1)
+    for workers in (2, 3, 20):                   # 20: more threads than batches
+        np.testing.assert_allclose(predict_logits(model, x, batch_size=300, workers=workers), one,
+                                   rtol=1e-6, atol=1e-6)
+    assert model.training                        # the mode is restored
+
+
+def test_a_replica_shares_the_weights_but_not_what_forward_keeps():
+    model = convnet()
+    x, _ = images(8)
+    model(x)
+    kept = model[0].x
+    clone = parallel.replica(model)
+    assert clone[0] is not model[0] and clone[0].weight is model[0].weight
+    assert clone[2].running_mean is model[2].running_mean
+    clone.eval()
+    clone(x[:3])
+    assert model[0].x is kept and model.training  # the original's layers were not touched
+
+
+def test_numbers_in_each_languages_style():
+    from sifir.messages import number
+    assert number(7940.5, 1, lang="en") == "7,940.5"
+    assert number(7940.5, 1, lang="tr") == "7.940,5"
+    assert number(0.01, 2, lang="tr") == "0,01"

@@ -78,10 +78,13 @@ def test_build_run_is_seeded_and_follows_the_recipe():
 
 def test_workers_default_to_every_usable_core_and_are_recorded():
     from sifir import parallel
-    recipe = Recipe(model="seed").resolved()
+    recipe = Recipe(model="mlp").resolved()
     assert recipe.workers is None and "--workers" not in recipe.command()
     run = build_run(recipe, 1000)
     assert run.trainer.workers == parallel.usable_cores() and run.info(None)["workers"] == run.trainer.workers
-    assert build_run(Recipe(model="seed", workers=1).resolved(), 1000).trainer.workers == 1
+    assert build_run(Recipe(model="mlp", workers=1).resolved(), 1000).trainer.workers == 1
+    # the tutorial's tiny network stays on one worker unless asked
+    assert build_run(Recipe(model="seed").resolved(), 1000).trainer.workers == 1
+    assert build_run(Recipe(model="seed", workers=2).resolved(), 1000).trainer.workers == 2
     with pytest.raises(RecipeError, match="--workers"):
         Recipe(model="seed", workers=3).resolved(Limits(max_workers=2))

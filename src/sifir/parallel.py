@@ -36,6 +36,7 @@ own, started fresh (``fresh_process``), which then forks its workers safely.
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import math
 import mmap
@@ -43,6 +44,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -50,6 +52,7 @@ import numpy as np
 from .errors import SifirError
 from .messages import t
 from .nn import init as nn_init
+from .nn.module import Module
 from .nn.norm import _BatchNorm
 
 WAIT_POLL = 0.5      # seconds between checks, while waiting, that the other processes are alive
@@ -94,6 +97,41 @@ def fresh_process(target, *args, **kwargs):
     process = multiprocessing.get_context("spawn").Process(target=target, args=args, kwargs=kwargs)
     process.start()
     return process
+
+
+# -- inference on every core: threads ---------------------------------------------------------
+def replica(module):
+    """A copy of ``module`` for another thread: layer objects of its own (layers keep what
+    forward computed), sharing the parameters, buffers and every other value with the original."""
+    clone = copy.copy(module)
+    for name, value in vars(module).items():
+        if isinstance(value, Module):
+            setattr(clone, name, replica(value))
+        elif isinstance(value, list) and any(isinstance(v, Module) for v in value):   # Sequential's layers
+            setattr(clone, name, [replica(v) if isinstance(v, Module) else v for v in value])
+    return clone
+
+
+def map_batches(model, x, batch_size: int, workers: int) -> list:
+    """[model(batch) for every batch of x], the batches shared by ``workers`` threads, each with
+    a replica of the model; BLAS on one thread meanwhile (the threads are the parallelism).
+    NumPy lets go of the interpreter lock in matrix products, copies and element-wise loops,
+    so the threads really run side by side."""
+    starts = list(range(0, len(x), batch_size))
+    workers = max(1, min(workers, len(starts)))
+    models = [model] + [replica(model) for _ in range(workers - 1)]
+    out = [None] * len(starts)
+
+    def run(k):   # thread k: batches k, k + workers, k + 2·workers, …
+        for i in range(k, len(starts), workers):
+            out[i] = models[k](x[starts[i]:starts[i] + batch_size])
+
+    with blas_threads(1), ThreadPoolExecutor(max_workers=max(1, workers - 1)) as pool:
+        futures = [pool.submit(run, k) for k in range(1, workers)]
+        run(0)
+        for future in futures:
+            future.result()
+    return out
 
 
 # -- BLAS threads -----------------------------------------------------------------------------
@@ -432,7 +470,8 @@ class DataParallel:
         from .train import predict_logits
         start, stop = shares(n, self.workers)[self.rank]
         if stop > start:
-            self.logits[start:stop] = predict_logits(self.model, self.eval_x[start:stop]).reshape(stop - start, -1)
+            logits = predict_logits(self.model, self.eval_x[start:stop], workers=1)   # one core per worker
+            self.logits[start:stop] = logits.reshape(stop - start, -1)
 
     def _sum_over_workers(self, values: np.ndarray) -> np.ndarray:
         """Σ of ``values`` over the workers (BatchNorm's partial sums: statistics of the whole

@@ -69,6 +69,7 @@ class Recipe:
     seed: int = 0
     data_dir: str | None = None
     workers: int | None = None     # processes sharing each batch; None: every core this process may use
+                                   # (or fewer, where the preset says more would not help)
 
     @property
     def preset(self) -> models.Preset:
@@ -191,11 +192,11 @@ class Run:
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                   nesterov: bool = False):
+                   nesterov: bool = False, betas: tuple[float, float] | None = None):
     if name == "sgd":
         return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          nesterov=nesterov and momentum > 0)
-    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
+    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **({"betas": betas} if betas else {}))
 
 
 def make_schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0):
@@ -219,7 +220,7 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     nn.manual_seed(recipe.seed)
     model = recipe.preset.build()
     optimizer = make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.momentum,
-                               recipe.weight_decay)
+                               recipe.weight_decay, betas=recipe.preset.betas)
     steps_per_epoch = math.ceil(n_train / recipe.batch_size)
     schedule = make_schedule(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch,
                              int(recipe.preset.warmup_epochs * steps_per_epoch))
@@ -227,5 +228,5 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
                       schedule=schedule, augment=make_augment(recipe.augment), on_batch=on_batch,
                       on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience,
-                      workers=recipe.workers or parallel.usable_cores())
+                      workers=recipe.workers or min(parallel.usable_cores(), recipe.preset.max_workers or 1 << 30))
     return Run(recipe, model, optimizer, schedule, loss_fn, trainer)

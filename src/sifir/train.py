@@ -44,19 +44,25 @@ class EpochResult:
     seconds: float
 
 
-def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits for many inputs, in eval mode and in batches (bounded memory)."""
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000, workers: int | None = None) -> np.ndarray:
+    """Logits for many inputs, in eval mode and in batches (bounded memory). With several
+    batches, ``workers`` threads share them (default: every usable core; sifir.parallel)."""
     was_training = model.training
     model.eval()
     try:
+        if workers is None:
+            workers = parallel.usable_cores() if len(x) > batch_size else 1
+        if workers > 1:
+            return np.concatenate(parallel.map_batches(model, x, batch_size, workers))
         return np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on a dataset."""
-    return scores(predict_logits(model, x, batch_size), y)
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000,
+             workers: int | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on a dataset (``workers`` as in predict_logits)."""
+    return scores(predict_logits(model, x, batch_size, workers), y)
 
 
 def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
