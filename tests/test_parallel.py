@@ -12,6 +12,7 @@ import pytest
 from sifir import nn, optim, parallel
 from sifir.errors import SifirError
 from sifir.train import Interrupted, Trainer, predict_logits
+from test_train import request_stop_after
 
 
 def images(n=120, seed=0):
@@ -114,11 +115,8 @@ def run(workers=2, epochs=2, stop_after=None, resume=None, checkpoint_dir=None, 
     sched = optim.OneCycleLR(opt, total=3 * 5)
     trainer = Trainer(model, opt, batch_size=25, seed=1, schedule=sched, augment=shift, workers=workers,
                       checkpoint_dir=checkpoint_dir)
-    if stop_after is not None:   # what Ctrl-C does: ask for a stop; the step is finished first
-        def on_batch(i, n, loss):
-            if trainer.epoch * n + i == stop_after:
-                trainer._request_stop(None, None)
-        trainer.on_batch = on_batch
+    if stop_after is not None:
+        request_stop_after(trainer, stop_after)
     if resume:
         trainer.load_checkpoint(resume)
     trainer.fit(x[:125], y[:125], x[125:], y[125:], epochs=epochs)
@@ -362,3 +360,28 @@ def test_numbers_in_each_languages_style():
     assert number(7940.5, 1, lang="en") == "7,940.5"
     assert number(7940.5, 1, lang="tr") == "7.940,5"
     assert number(0.01, 2, lang="tr") == "0,01"
+
+
+def test_workers_that_cannot_be_started_are_a_clear_error(monkeypatch):
+    x, y = images()
+    model = convnet()
+    weights_before = [p.data.copy() for p in model.parameters()]
+
+    def no_fork(self):
+        raise OSError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", no_fork)
+    trainer = Trainer(model, optim.Adam(model.parameters()), batch_size=20, workers=2)
+    with pytest.raises(parallel.WorkerError, match="could not start 2 training workers .*--workers"):
+        trainer.fit(x, y, epochs=1)
+    assert all(np.array_equal(p.data, w) and p.data.base is None for p, w in zip(model.parameters(), weights_before))
+
+
+def test_a_platform_without_fork_trains_on_one_worker_and_says_so(monkeypatch):
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert "cannot fork" in parallel.fork_problem()
+    x, y = images()
+    model = convnet()
+    trainer = Trainer(model, optim.Adam(model.parameters()), batch_size=20, workers=4)
+    with pytest.warns(parallel.OneWorker, match="cannot fork"):
+        trainer.fit(x, y, epochs=1)
+    assert trainer.history and no_workers_left()

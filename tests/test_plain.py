@@ -7,26 +7,9 @@ import pytest
 from sifir import models, nn
 from sifir.nn import plain
 from sifir.nn.gradcheck import gradcheck
+from test_conv import distinct, layouts, rand
 
 TOL = 1e-6
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def distinct(*shape, seed=0):
-    """Values 0.1 apart in random order: no ties in a max, and a step of 1e-3 never reorders."""
-    n = int(np.prod(shape))
-    return (np.random.default_rng(seed).permutation(n) * 0.1 - n * 0.05).reshape(shape)
-
-
-def layouts(x):
-    """x (N, C, H, W) as contiguous NCHW, channels-last and batch-last arrays."""
-    yield x
-    if x.ndim == 4:
-        yield np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-        yield np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
 
 def affine(layer, seed=1):

@@ -78,10 +78,6 @@ def cmd_train(args) -> int:
     from .train import Interrupted, evaluate
 
     recipe = recipe_from_args(args)
-    problem = parallel.fork_problem() if recipe.workers != 1 else None
-    if problem is not None:   # say so, and train in this process
-        print(f"sifir: note: {problem}", file=sys.stderr)
-        recipe = dataclasses.replace(recipe, workers=1)
     out = Path(args.out or f"sifir-{recipe.model}.npz")
     if args.plots:
         from .report import require_matplotlib
@@ -110,6 +106,10 @@ def cmd_train(args) -> int:
     run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
                     checkpoint_dir=args.checkpoint_dir or args.resume)
     model, trainer = run.model, run.trainer
+    problem = parallel.fork_problem() if trainer.workers > 1 else None
+    if problem is not None:   # say so, and train in this process
+        print(f"sifir: note: {problem}", file=sys.stderr)
+        trainer.workers = 1
     print(f"model '{recipe.model}': {recipe.preset.description}")
     print(summary(model))
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "

@@ -91,15 +91,18 @@ def best() -> nn.Sequential:
 
 
 def fast() -> nn.Sequential:
-    """99 % in one epoch, in little time: two small convolution stages (each pooling before
-    BatchNorm and ReLU, as in ``cnn``) and one hidden layer, trained with Adam at a high
-    learning rate in one one-cycle epoch of large batches (docs/performance.md)."""
+    """99 % in one epoch, in little time. A 5×5 convolution with stride 2 does the first layer's
+    work and its pooling in one (a quarter of the positions: no full-size 26×26 maps to pool),
+    then a 3×3 convolution pooled before BatchNorm and ReLU (as in ``cnn``), and one hidden layer;
+    725,760 multiply-adds per image, 58 % of the best-known one-epoch PyTorch recipe's network.
+    Trained with Adam at lr 0.01, β = (0.7, 0.9), a one-cycle schedule and label smoothing, in
+    one epoch of batches of 256 (docs/performance.md has the candidates that were measured)."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(16), nn.ReLU(),    # 16×13×13
+        nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.BatchNorm2d(16), nn.ReLU(),          # 16×12×12
         nn.Conv2d(16, 32, 3, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(),   # 32×5×5
         nn.Flatten(),
-        nn.Linear(32 * 5 * 5, 128), nn.ReLU(),
-        nn.Linear(128, 10),
+        nn.Linear(32 * 5 * 5, 256), nn.ReLU(),
+        nn.Linear(256, 10),
     )
 
 
@@ -118,8 +121,9 @@ PRESETS: dict[str, Preset] = {
                    "one-cycle, label smoothing, affine + elastic augmentation",
                    optimizer="adamw", lr=3e-3, batch_size=128, epochs=20, weight_decay=1e-4,
                    schedule="onecycle", label_smoothing=0.1, augment="elastic"),
-    "fast": Preset(fast, "conv 16 → pool → BN → conv 32 → pool → BN → 128 → 10, Adam, one-cycle, one epoch",
-                   optimizer="adam", lr=1e-2, batch_size=256, epochs=1, schedule="onecycle", betas=(0.7, 0.9)),
+    "fast": Preset(fast, "conv 5×5/2 16 → BN → conv 32 → pool → BN → 256 → 10, Adam, one-cycle, label "
+                   "smoothing, one epoch", optimizer="adam", lr=1e-2, batch_size=256, epochs=1,
+                   schedule="onecycle", label_smoothing=0.1, betas=(0.7, 0.9)),
 }
 
 

@@ -298,6 +298,9 @@ class DataParallel:
                 process = ctx.Process(target=self._worker_main, args=(rank,), name=f"sifir-worker-{rank}")
                 process.start()
                 self.processes.append(process)
+        except OSError as e:   # no memory or no processes left for another worker
+            self.close(abort=True)
+            raise WorkerError(t("parallel.no_start", workers=w, error=e.strerror or e)) from None
         except BaseException:
             self.close(abort=True)
             raise

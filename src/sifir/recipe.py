@@ -228,5 +228,11 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
                       schedule=schedule, augment=make_augment(recipe.augment), on_batch=on_batch,
                       on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience,
-                      workers=recipe.workers or min(parallel.usable_cores(), recipe.preset.max_workers or 1 << 30))
+                      workers=recipe.workers or default_workers(recipe.preset))
     return Run(recipe, model, optimizer, schedule, loss_fn, trainer)
+
+
+def default_workers(preset: models.Preset) -> int:
+    """Every core this process may use, or the preset's cap when more would not help."""
+    cores = parallel.usable_cores()
+    return min(cores, preset.max_workers) if preset.max_workers else cores
