@@ -385,3 +385,13 @@ def test_a_platform_without_fork_trains_on_one_worker_and_says_so(monkeypatch):
     with pytest.warns(parallel.OneWorker, match="cannot fork"):
         trainer.fit(x, y, epochs=1)
     assert trainer.history and no_workers_left()
+
+
+def test_plain_batchnorm_refuses_a_batch_split_over_workers():
+    from sifir.nn import plain
+    x, y = images()
+    model = plain.twin(convnet())
+    trainer = Trainer(model, optim.Adam(model.parameters()), batch_size=20, workers=2)
+    with pytest.raises(SifirError, match="plain BatchNorm .*one worker"):
+        trainer.fit(x, y, epochs=1)
+    assert no_workers_left()

@@ -116,7 +116,9 @@ def map_batches(model, x, batch_size: int, workers: int) -> list:
     """[model(batch) for every batch of x], the batches shared by ``workers`` threads, each with
     a replica of the model; BLAS on one thread meanwhile (the threads are the parallelism).
     NumPy lets go of the interpreter lock in matrix products, copies and element-wise loops,
-    so the threads really run side by side."""
+    so the threads really run side by side. Each thread takes batches of batch_size/workers,
+    so that all of them together hold no more than one batch of batch_size would."""
+    batch_size = max(1, batch_size // workers)
     starts = list(range(0, len(x), batch_size))
     workers = max(1, min(workers, len(starts)))
     models = [model] + [replica(model) for _ in range(workers - 1)]
@@ -473,7 +475,8 @@ class DataParallel:
         from .train import predict_logits
         start, stop = shares(n, self.workers)[self.rank]
         if stop > start:
-            logits = predict_logits(self.model, self.eval_x[start:stop], workers=1)   # one core per worker
+            # one core per worker, and together no more memory than one process's batches of 1000
+            logits = predict_logits(self.model, self.eval_x[start:stop], max(1, 1000 // self.workers), workers=1)
             self.logits[start:stop] = logits.reshape(stop - start, -1)
 
     def _sum_over_workers(self, values: np.ndarray) -> np.ndarray:

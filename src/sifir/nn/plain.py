@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv, layers, norm
+from .functional import ShapeError
 from .module import Sequential
 
 
@@ -127,12 +128,14 @@ class _PlainBatchNorm:
     (μ and σ depend on x too), dL/dx = (γ/σ)·g in evaluation."""
 
     axes: tuple
-    across = None   # one process: the statistics are this batch's
 
     def _shape(self):   # a per-feature vector as the input's shape broadcasts it
         return (1, self.num_features) + (1,) * (len(self.axes) - 1)
 
     def forward(self, x):
+        if self.across is not None:   # set by sifir.parallel: the batch is split over processes
+            raise ShapeError("the plain BatchNorm normalises with the statistics of the images it is "
+                             "given only; train plain layers on one worker (--workers 1)")
         if self.training:
             self.batch_stats, mu, var = True, x.mean(axis=self.axes), x.var(axis=self.axes)
             m = x.size // self.num_features
