@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -61,3 +62,15 @@ def test_results_table_trains_each_seed_once_and_quotes_the_median(mnist_dir, tm
     assert "Machine:" in first and "cores" in first
     again = subprocess.run(script, capture_output=True, text=True, timeout=600, check=True).stdout
     assert "running:" not in again and row in again   # resumed from the file: nothing trained twice
+
+
+@pytest.mark.parametrize("extra", [[], ["--eval"]])
+def test_layer_ab_compares_two_copies_layer_by_layer(extra):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),
+                          "--model", "lenet5", "--batch", "8", "--rounds", "2", *extra],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.strip().splitlines()
+    assert ("inference" if extra else "training") in lines[0]
+    parts = lines[1:-1]
+    assert len(parts) == (12 if extra else 24)          # every layer's forward (and backward)
+    assert all("after/before" in line for line in parts) and lines[-1].startswith("sum of the fastest")

@@ -127,24 +127,37 @@ def test_conv_init_is_pytorch_default_and_seeded():
     assert np.abs(a.bias.data).max() <= bound
 
 
+def layouts(x):
+    """x (N, C, H, W) in three memory layouts: contiguous NCHW, channels-last, batch-last
+    (and any other array as it is)."""
+    yield x
+    if x.ndim == 4:
+        yield np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        yield np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
 def test_conv_accepts_any_memory_layout():
     layer = nn.Conv2d(3, 4, 3, padding=1)
     x = rand(2, 3, 6, 5).astype(np.float32)
-    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    np.testing.assert_array_equal(layer(x), layer(channels_last))
     g = rand(2, 4, 6, 5, seed=1).astype(np.float32)
-    layer(x)
-    dx1 = layer.backward(g)
-    layer(channels_last)
-    dx2 = layer.backward(np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2))
-    np.testing.assert_allclose(dx1, dx2, rtol=1e-6)
+    y0 = layer(x)
+    dx0 = layer.backward(g)
+    for xs, gs in zip(layouts(x), layouts(g)):
+        np.testing.assert_array_equal(layer(xs), y0)
+        np.testing.assert_allclose(layer.backward(gs), dx0, rtol=1e-6)
+
+
+def test_conv_output_is_batch_last_in_memory():
+    # what makes the next layer's work run over long contiguous stretches
+    y = nn.Conv2d(1, 4, 3, padding=1)(rand(5, 1, 6, 6).astype(np.float32))
+    assert y.shape == (5, 4, 6, 6) and F.batch_last(y).flags.c_contiguous
 
 
 def test_conv_eval_in_slices_matches_training_forward(monkeypatch):
     layer = nn.Conv2d(2, 3, 3, stride=2, padding=1)
     x = rand(7, 2, 9, 8).astype(np.float32)
     train_y = layer(x)
-    monkeypatch.setattr(conv_module, "EVAL_CHUNK", 100)   # a few images per slice
+    monkeypatch.setattr(conv_module, "EVAL_CHUNK", 100)   # one output row per slice
     layer.eval()
     np.testing.assert_allclose(layer(x), train_y, rtol=1e-6, atol=1e-6)
     # backward still works after an inference forward (the patch matrix is rebuilt)
@@ -159,14 +172,15 @@ def test_conv_eval_in_slices_matches_training_forward(monkeypatch):
 
 
 @pytest.mark.parametrize("cin,cout,kernel,stride,padding,shape", CONV_CASES)
-@pytest.mark.parametrize("per_image_weight_gradient", [True, False])
+@pytest.mark.parametrize("small_weight_gradient", [True, False])
 def test_conv_in_slices_and_both_weight_gradient_paths(monkeypatch, cin, cout, kernel, stride, padding, shape,
-                                                     per_image_weight_gradient):
-    # The speed paths: one-channel patch matrices and input gradients built a few images at a
-    # time (here one image per slice), weight gradients image by image or as one product.
-    monkeypatch.setattr(conv_module, "CACHE_CHUNK", 1)
+                                                     small_weight_gradient):
+    # inference and the input gradient a slice of output rows at a time (here one row per slice);
+    # the weight gradient as a stack of products over slices of 7 positions (a remainder too), or not
     monkeypatch.setattr(conv_module, "COL2IM_CHUNK", 1)
-    monkeypatch.setattr(conv_module, "SMALL_WEIGHT_GRADIENT", 10 ** 9 if per_image_weight_gradient else 0)
+    monkeypatch.setattr(conv_module, "EVAL_CHUNK", 1)
+    monkeypatch.setattr(conv_module, "WEIGHT_SLICE", 7)
+    monkeypatch.setattr(conv_module, "SMALL_WEIGHT_GRADIENT", 10 ** 9 if small_weight_gradient else 0)
     layer = nn.Conv2d(cin, cout, kernel, stride, padding, rng=np.random.default_rng(1))
     x = rand(*shape).astype(np.float32)
     expected = conv_reference(x.astype(np.float64), layer.weight.data.astype(np.float64), layer.bias.data,
@@ -179,14 +193,14 @@ def test_conv_in_slices_and_both_weight_gradient_paths(monkeypatch, cin, cout, k
     assert max(errors.values()) < TOL, errors
 
 
-def test_one_channel_conv_keeps_the_transposed_patch_matrix():
-    # A one-channel layer keeps cols as a view of colsᵀ (one row per kernel offset): the same
-    # numbers as im2col's patch matrix.
-    layer = nn.Conv2d(1, 4, 3, stride=2, padding=1)
-    x = rand(3, 1, 7, 6).astype(np.float32)
-    layer(x)
-    np.testing.assert_array_equal(layer.cols, F.im2col(x, 3, 2, 1))
-    assert layer.cols.T.flags.c_contiguous
+def test_patch_matrix_holds_the_numbers_im2col_does():
+    from sifir.nn import plain
+    x = rand(3, 2, 7, 6).astype(np.float32)
+    cols = F.patches(F.padded_batch_last(x, 1), (3, 2), (2, 1))          # (C·kh·kw, Ho·Wo·N)
+    reference = plain.im2col(x, (3, 2), (2, 1), (1, 1))                   # (N·Ho·Wo, C·kh·kw)
+    ho, wo = F.conv_output_size(7, 3, 2, 1), F.conv_output_size(6, 2, 1, 1)
+    np.testing.assert_array_equal(cols.reshape(-1, ho, wo, 3).transpose(3, 1, 2, 0).reshape(reference.shape),
+                                  reference)
 
 
 def test_conv_skips_input_gradient_when_not_needed():
@@ -203,13 +217,23 @@ def test_conv_float32_stays_float32():
     assert y.dtype == dx.dtype == layer.weight.grad.dtype == layer.bias.grad.dtype == np.float32
 
 
-def test_im2col_col2im_are_adjoint():
-    # <im2col(x), c> = <x, col2im(c)> for all x, c: col2im is exactly the transpose of im2col.
-    x, shape = rand(2, 3, 7, 6), (2, 3, 7, 6)
-    cols = F.im2col(x, (3, 2), (2, 1), (1, 1))                   # (N·Ho·Wo, 3·2·C)
+@pytest.mark.parametrize("rows", [None, (1, 3)])
+def test_patches_and_add_patches_are_adjoint(rows):
+    # <patches(x), c> = <x, add_patches(c)> for all x, c: add_patches is exactly the transpose
+    padded = rand(3, 7, 6, 2)
+    cols = F.patches(padded, (3, 2), (2, 1), rows=rows)
     c = rand(*cols.shape, seed=1)
-    blocks = c.reshape(len(c), 3 * 2, 3).transpose(1, 0, 2)      # the same numbers, offset by offset
-    assert np.isclose(np.sum(cols * c), np.sum(x * F.col2im(blocks, shape, (3, 2), (2, 1), (1, 1))))
+    grad = np.zeros_like(padded)
+    F.add_patches(grad, c, (3, 2), (2, 1), rows=rows)
+    assert np.isclose(np.sum(cols * c), np.sum(padded * grad))
+
+
+def test_plain_im2col_col2im_are_adjoint():
+    from sifir.nn import plain
+    x = rand(2, 3, 7, 6)
+    cols = plain.im2col(x, (3, 2), (2, 1), (1, 1))
+    c = rand(*cols.shape, seed=1)
+    assert np.isclose(np.sum(cols * c), np.sum(x * plain.col2im(c, x.shape, (3, 2), (2, 1), (1, 1))))
 
 
 @pytest.mark.parametrize("make,shape,message", [

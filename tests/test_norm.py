@@ -32,8 +32,9 @@ def test_batchnorm_gradients_in_training(cls, features, shape, seed):
     # (gradcheck's weights R come from seed 0: x must not be a copy of them, or the loss
     # Σ R·BN(x) is flat in x)
     x = rand(*shape, seed=seed + 10) * 3 + 1
-    # BatchNorm is smooth; a step of 1e-4 keeps both truncation (ε²) and rounding (1/ε) small.
-    errors = gradcheck(layer, x, eps=1e-4)
+    # BatchNorm is smooth: truncation (ε²) stays small at a step of 1e-3, and rounding (1/ε) of
+    # its per-channel sums is what dominates below that (measured: the error grows from 1e-3 to 1e-5).
+    errors = gradcheck(layer, x, eps=1e-3)
     assert set(errors) == {"input", "weight", "bias"}
     assert max(errors.values()) < TOL, errors
 

@@ -24,6 +24,7 @@ def test_unset_options_take_the_presets_recipe():
     ("batch_size", 0), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4),
     ("label_smoothing", 1.0), ("optimizer", "rmsprop"), ("schedule", "wavy"), ("augment", "blur"),
     ("patience", 0), ("validation", 0), ("validation", 60_000), ("seed", -1), ("model", "nonsense"),
+    ("workers", 0), ("workers", 1.5),
 ])
 def test_bad_values_name_their_option(field, value):
     with pytest.raises(RecipeError) as e:
@@ -53,6 +54,7 @@ def test_limits_tighten_the_ranges():
     Recipe(model="seed", lr=0.1 + 0.2, momentum=1 / 3),   # floats whose short form would round
     Recipe(model="cnn", dataset="fashion-mnist", epochs=3, augment="shift"),
     Recipe(model="seed", dataset="idx", data_dir="/data/my letters"),
+    Recipe(model="seed", workers=3),
 ])
 def test_the_command_line_builds_the_same_recipe(recipe):
     recipe = recipe.resolved()
@@ -168,3 +170,17 @@ def test_the_cli_trains_a_custom_mlp(tmp_path, mnist_dir):
     assert [type(m).__name__ for m in model] == ["Flatten", "Linear", "Tanh", "Linear"]
     assert info["command"].startswith("sifir train --model custom --hidden 32 --activation tanh")
     assert info["test_accuracy"] > 0.85
+
+
+def test_workers_default_to_every_usable_core_and_are_recorded():
+    from sifir import parallel
+    recipe = Recipe(model="mlp").resolved()
+    assert recipe.workers is None and "--workers" not in recipe.command()
+    run = build_run(recipe, 1000)
+    assert run.trainer.workers == parallel.usable_cores() and run.info(None)["workers"] == run.trainer.workers
+    assert build_run(Recipe(model="mlp", workers=1).resolved(), 1000).trainer.workers == 1
+    # the tutorial's tiny network stays on one worker unless asked
+    assert build_run(Recipe(model="seed").resolved(), 1000).trainer.workers == 1
+    assert build_run(Recipe(model="seed", workers=2).resolved(), 1000).trainer.workers == 2
+    with pytest.raises(RecipeError, match="--workers"):
+        Recipe(model="seed", workers=3).resolved(Limits(max_workers=2))

@@ -24,15 +24,20 @@ def make(seed=0, lr=1e-2, total=None):
     return model, opt, sched
 
 
+def request_stop_after(trainer, steps):
+    """What Ctrl-C does: request a stop once ``steps`` batches are done in all (the batch finishes)."""
+    def on_batch(i, n, loss):
+        if trainer.epoch * n + i == steps:
+            trainer._request_stop(None, None)
+    trainer.on_batch = on_batch
+
+
 def run(epochs, checkpoint_dir=None, stop_after=None, resume=None, seed=0, lr=1e-2):
     x, y = blobs()
     model, opt, sched = make(seed, lr, total=40)  # the same schedule whatever the stop
     trainer = Trainer(model, opt, batch_size=50, seed=seed, schedule=sched, checkpoint_dir=checkpoint_dir)
-    if stop_after is not None:  # what Ctrl-C does: request a stop; the batch finishes first
-        def on_batch(i, n, loss):
-            if trainer.epoch * n + i == stop_after:
-                trainer._request_stop(None, None)
-        trainer.on_batch = on_batch
+    if stop_after is not None:
+        request_stop_after(trainer, stop_after)
     if resume:
         trainer.load_checkpoint(resume)
     trainer.fit(x[:500], y[:500], x[500:], y[500:], epochs=epochs)

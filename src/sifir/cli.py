@@ -8,11 +8,12 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, io, metrics, models, nn, optim
+from . import __version__, io, messages, metrics, models, nn, optim, parallel
 from .augment import AUGMENTS
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
@@ -109,17 +110,23 @@ def cmd_train(args) -> int:
     run = build_run(recipe, len(data.train_x), on_batch=on_batch, on_epoch=on_epoch,
                     checkpoint_dir=args.checkpoint_dir or args.resume, facts=facts)
     model, trainer = run.model, run.trainer
+    problem = parallel.fork_problem() if trainer.workers > 1 else None
+    if problem is not None:   # say so, and train in this process
+        print(f"sifir: note: {problem}", file=sys.stderr)
+        trainer.workers = 1
     print(f"model '{recipe.model}': {recipe.preset.description}"
-          + (f" ({' → '.join(map(str, (784, *recipe.hidden, 10)))}, {recipe.activation})" if recipe.hidden else ""))
+          + (f" ({' → '.join(map(str, (784, *recipe.hidden, len(facts.classes))))}, {recipe.activation})" if recipe.hidden else ""))
     print(summary(model))
     print(t("data.train_line", title=facts.title, count=len(facts.classes), classes=_class_list(facts.classes),
             mean=facts.mean, std=facts.std))
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
           f"seed={recipe.seed}" + (f" augment={recipe.augment}" if recipe.augment != "none" else ""))
+    print(messages.t("parallel.workers_line", workers=trainer.workers))
     if args.resume:
         trainer.load_checkpoint(args.resume)
         print(f"resuming from {args.resume} after epoch {trainer.epoch}")
+    started = time.perf_counter()
     try:
         trainer.fit(data.train_x, data.train_y, data.val_x, data.val_y, epochs=recipe.epochs)
     except TrainingDiverged as e:
@@ -133,6 +140,10 @@ def cmd_train(args) -> int:
         elif args.checkpoint_dir:
             kept = f"; the last good checkpoint is in {args.checkpoint_dir}"
         raise TrainingDiverged(f"{e}{kept}") from None
+    except parallel.WorkerError:   # one line, like any error; the last checkpoint is still there
+        if bar is not None:
+            bar.close()
+        raise
     except Interrupted as e:
         if bar is not None:
             bar.close()
@@ -146,6 +157,8 @@ def cmd_train(args) -> int:
     path = io.save_model(out, model, run.info(test_acc))
     remember_model(path)
     seconds = sum(r.seconds for r in trainer.history)
+    print(messages.t("parallel.train_time", seconds=messages.number(time.perf_counter() - started, decimals=1),
+                     workers=trainer.workers))
     print(f"best validation accuracy {trainer.best_acc:.2%} at epoch {trainer.best_epoch}; "
           f"{seconds / max(1, len(trainer.history)):.1f} s per epoch")
     print(f"model saved to {path}")
@@ -363,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
     t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
+    t.add_argument("--workers", type=int, help="processes that share each batch, one per core "
+                   "(default: every core this process may use; 1: train in this process alone)")
     t.add_argument("--data-dir", help=data_help)
     t.add_argument("--out", help="model file to write (default: sifir-MODEL.npz)")
     t.add_argument("--checkpoint-dir", help="write a checkpoint here after every epoch (and on Ctrl-C)")

@@ -5,9 +5,12 @@ Updates are in place and reuse scratch buffers, so a step allocates nothing per 
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
+
+from .nn.module import Parameter
 
 # Element-wise updates run over blocks of this many numbers: the few arrays of one block stay in
 # the CPU's L2 cache through all the passes of an update, instead of streaming from memory.
@@ -72,6 +75,21 @@ class Optimizer:
 
     def _buffers(self) -> dict:
         return {}
+
+    def sliced(self, pieces) -> "Optimizer":
+        """The same optimizer over pieces of this one's parameters, for data-parallel training
+        (sifir.parallel), where each worker updates its own range of the numbers.
+
+        ``pieces`` lists (i, start, stop): elements start..stop of parameter i, flattened. The
+        new optimizer's parameters and state are views of this one's (which must be contiguous),
+        so its steps update them in place. That is exact because every update here is element-wise:
+        each number moves by a rule that reads only its own gradient and state."""
+        other = copy.copy(self)
+        other.params = [Parameter(self.params[i].data.reshape(-1)[a:b]) for i, a, b in pieces]
+        for name, buffers in self._buffers().items():
+            setattr(other, name, [None if buffers[i] is None else buffers[i].reshape(-1)[a:b]
+                                  for i, a, b in pieces])
+        return other
 
 
 class SGD(Optimizer):
@@ -172,6 +190,11 @@ class Adam(Optimizer):
 
     def _buffers(self):
         return {"exp_sum": self.exp_sum, "exp_sum_sq": self.exp_sum_sq}
+
+    def sliced(self, pieces):
+        other = super().sliced(pieces)
+        other._scratch = [np.empty(min(p.data.size, BLOCK), p.data.dtype) for p in other.params]
+        return other
 
     def load_state_dict(self, state: dict) -> None:
         # A state holding PyTorch's m and v (exp_avg, exp_avg_sq) is converted to the sums.

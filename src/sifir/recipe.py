@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import models, nn, optim
+from . import models, nn, optim, parallel
 from .augment import AUGMENTS, make_augment
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .data.inputs import MNIST_FACTS, DataFacts
@@ -69,6 +69,7 @@ class Limits:
     models: tuple[str, ...] | None = None   # the models offered (None: every preset and "custom")
     max_layers: int = 16                    # hidden layers of a custom MLP
     max_width: int = 8192                   # neurons in one of its hidden layers
+    max_workers: int = 1024
 
 
 # Options that are None take the preset's value; these are the ones a preset sets.
@@ -96,6 +97,8 @@ class Recipe:
     seed: int = 0
     dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
+    workers: int | None = None     # processes sharing each batch; None: every core this process may use
+                                   # (or fewer, where the preset says more would not help)
 
     @property
     def preset(self) -> models.Preset:
@@ -154,13 +157,16 @@ class Recipe:
             _integer("patience", self.patience, 1, 10_000)
         _integer("validation", self.validation, 1, 59_999)
         _integer("seed", self.seed, 0, 2**32 - 1)
+        if self.workers is not None:
+            _integer("workers", self.workers, 1, limits.max_workers)
 
     def options(self) -> dict:
         """The recipe as a plain dict (JSON-ready), in field order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def command(self) -> str:
-        """The ``sifir train …`` command that trains this very run (same seed: same weights)."""
+        """The ``sifir train …`` command that trains this very run (same seed and number of
+        workers: same weights)."""
         parts = ["sifir", "train", "--model", self.model]
         if self.model == models.CUSTOM:   # the architecture itself: always said
             parts += ["--hidden", *map(str, self.hidden), "--activation", self.activation]
@@ -262,18 +268,18 @@ class Run:
         """The facts a model file keeps about how it was trained, and on what (the data set,
         its class names, the input normalisation)."""
         r, t = self.recipe, self.trainer
-        return {"preset": r.model, "seed": r.seed, "epochs": t.epoch, "best_epoch": t.best_epoch,
+        return {"preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
                 "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
                 "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
                 "command": r.command(), "history": [vars(h) for h in t.history], **self.facts.info()}
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                   nesterov: bool = False):
+                   nesterov: bool = False, betas: tuple[float, float] | None = None):
     if name == "sgd":
         return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          nesterov=nesterov and momentum > 0)
-    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
+    return optim.OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **({"betas": betas} if betas else {}))
 
 
 def make_schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0):
@@ -293,17 +299,25 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     """Model, optimizer, schedule, loss and ``Trainer`` for a resolved recipe and ``n_train``
     training images of the data set described by ``facts`` (``Data.facts``: the number of
     classes sizes the last layer, the normalisation the augmentation's background). Seeds the
-    initialisation with ``recipe.seed`` first, so the same recipe builds the same weights."""
+    initialisation with ``recipe.seed`` first, so the same recipe builds the same weights (and,
+    with the same number of workers, trains the same weights)."""
     from .train import Trainer
     nn.manual_seed(recipe.seed)
     model = recipe.build_model(len(facts.classes))
     optimizer = make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.momentum,
-                               recipe.weight_decay)
+                               recipe.weight_decay, betas=recipe.preset.betas)
     steps_per_epoch = math.ceil(n_train / recipe.batch_size)
     schedule = make_schedule(recipe.schedule, optimizer, recipe.epochs * steps_per_epoch,
                              int(recipe.preset.warmup_epochs * steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
                       schedule=schedule, augment=make_augment(recipe.augment, (0.0 - facts.mean) / facts.std),
-                      on_batch=on_batch, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience)
+                      on_batch=on_batch, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience,
+                      workers=recipe.workers or default_workers(recipe.preset))
     return Run(recipe, model, optimizer, schedule, loss_fn, trainer, facts)
+
+
+def default_workers(preset: models.Preset) -> int:
+    """Every core this process may use, or the preset's cap when more would not help."""
+    cores = parallel.usable_cores()
+    return min(cores, preset.max_workers) if preset.max_workers else cores

@@ -8,12 +8,15 @@
         measure validation accuracy; keep the best weights; write a checkpoint
 
 One seeded generator drives shuffling and augmentation, the nn generator drives dropout;
-both are saved in checkpoints so an interrupted run resumes bit for bit.
+both are saved in checkpoints so an interrupted run resumes bit for bit. With ``workers`` > 1
+the batches are shared by that many processes (``sifir.parallel``): the same loop, each step's
+forward and backward split over the workers.
 
 A run that diverges stops with ``TrainingDiverged`` instead of training on to a useless model:
 when the loss is NaN or infinite, when it rises DIVERGED_FACTOR times above where it started,
 or when a number overflows float32 (NumPy is told to raise on overflow while training: a
-healthy network never gets near 3.4e38).
+healthy network never gets near 3.4e38; in a worker process the overflow ends the run as a
+failed worker).
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ import copy
 import math
 import signal
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import io, nn
+from . import io, nn, parallel
 from .errors import ModelFileError, TrainingDiverged
 from .messages import t
 from .nn import init as nn_init
@@ -52,21 +56,30 @@ class EpochResult:
     seconds: float
 
 
-def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits for many inputs, in eval mode and in batches (bounded memory)."""
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000, workers: int | None = None) -> np.ndarray:
+    """Logits for many inputs, in eval mode and in batches (bounded memory). With several
+    batches, ``workers`` threads share them (default: every usable core; sifir.parallel)."""
     was_training = model.training
     model.eval()
     try:
+        if workers is None:
+            workers = parallel.usable_cores() if len(x) > batch_size else 1
+        if workers > 1:
+            return np.concatenate(parallel.map_batches(model, x, batch_size, workers))
         return np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on a dataset."""
-    logits = predict_logits(model, x, batch_size)
-    loss = nn.CrossEntropyLoss()(logits, y)
-    return loss, float(np.mean(logits.argmax(axis=1) == y))
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000,
+             workers: int | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on a dataset (``workers`` as in predict_logits)."""
+    return scores(predict_logits(model, x, batch_size, workers), y)
+
+
+def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of logits against labels."""
+    return nn.CrossEntropyLoss()(logits, y), float(np.mean(logits.argmax(axis=1) == y))
 
 
 class Interrupted(Exception):
@@ -80,13 +93,15 @@ class Trainer:
     training batch), ``on_batch(i, n, loss)`` and ``on_epoch(result)`` callbacks,
     ``checkpoint_dir`` (a checkpoint after every epoch, and on Ctrl-C), ``patience`` (early
     stopping after that many epochs without a better validation accuracy) and ``keep_best``
-    (end with the weights of the best validation epoch).
+    (end with the weights of the best validation epoch), ``workers`` (processes sharing each
+    batch; 1, the default, trains in this process alone).
     """
 
     def __init__(self, model: nn.Module, optimizer, loss_fn=None, *, batch_size: int = 64,
                  seed: int = 0, schedule=None, augment: Callable | None = None,
                  on_batch: Callable | None = None, on_epoch: Callable | None = None,
-                 checkpoint_dir=None, patience: int | None = None, keep_best: bool = True):
+                 checkpoint_dir=None, patience: int | None = None, keep_best: bool = True,
+                 workers: int = 1):
         self.model, self.optimizer = model, optimizer
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self.batch_size, self.seed = batch_size, seed
@@ -94,6 +109,7 @@ class Trainer:
         self.on_batch, self.on_epoch = on_batch, on_epoch
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.patience, self.keep_best = patience, keep_best
+        self.workers = workers
         self.rng = np.random.default_rng(seed)
         self.history: list[EpochResult] = []
         self.best_acc, self.best_state, self.best_epoch = -1.0, None, 0
@@ -108,10 +124,13 @@ class Trainer:
     def fit(self, train_x, train_y, val_x=None, val_y=None, epochs: int = 10) -> list[EpochResult]:
         previous = signal.getsignal(signal.SIGINT)
         installed = _install_sigint(self._request_stop)
+        runner = None
         try:
+            if self.epoch < epochs:
+                runner = self._start_workers(train_x, train_y, val_x)
             while self.epoch < epochs:
                 try:
-                    result = self._train_epoch(train_x, train_y, val_x, val_y)
+                    result = self._train_epoch(train_x, train_y, val_x, val_y, runner)
                 except FloatingPointError as e:   # from np.errstate(over="raise") on _train_epoch
                     raise self._diverged("overflow", detail=str(e)) from None
                 self.history.append(result)
@@ -123,15 +142,34 @@ class Trainer:
                     self.on_epoch(result)
                 if self.patience and not improved and self.epoch - self.best_epoch >= self.patience:
                     break
+        except BaseException:
+            if runner is not None:   # stop the workers at once: their step will never be finished
+                runner.close(abort=True)
+                runner = None
+            raise
         finally:
+            if runner is not None:
+                runner.close()
             if installed:
                 signal.signal(signal.SIGINT, previous)
         if self.keep_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
 
+    def _start_workers(self, train_x, train_y, val_x):
+        """The other processes of a data-parallel run, or None for one worker (or when this
+        process cannot fork: then a warning says why)."""
+        if self.workers <= 1:
+            return None
+        problem = parallel.fork_problem()
+        if problem is not None:
+            warnings.warn(problem, parallel.OneWorker, stacklevel=3)
+            return None
+        return parallel.DataParallel(self.model, self.optimizer, self.loss_fn, self.workers, train_x, train_y,
+                                     augment=self.augment, batch_size=self.batch_size, eval_x=val_x).start()
+
     @np.errstate(over="raise")   # an overflow is divergence: fit says so
-    def _train_epoch(self, x, y, val_x, val_y) -> EpochResult:
+    def _train_epoch(self, x, y, val_x, val_y, runner=None) -> EpochResult:
         start = time.perf_counter()
         n, bs = len(x), self.batch_size
         n_batches = math.ceil(n / bs)
@@ -150,30 +188,42 @@ class Trainer:
         params = self.model.parameters()  # walked once per epoch, not once per batch
         last_good = sums[0] / sums[2] if sums[2] else None
         loss_sum, correct, seen = (float(v) for v in sums)  # plain floats: cheaper per batch
+        outputs = _outputs(self.model) if runner is not None else None   # the logits stay in the workers
         for b in range(first, n_batches):
             idx = order[b * bs:(b + 1) * bs]
-            xb, yb = x[idx], y[idx]
-            if self.augment is not None:
-                xb = self.augment(xb, self.rng)
             self._batch = (b, n_batches)   # where a divergence is reported
-            logits = self.model(xb)
-            loss = self.loss_fn(logits, yb)
-            self._check_loss(loss, logits.shape[1], last_good)
-            hits = int(np.count_nonzero(logits.argmax(axis=1) == yb))
-            loss_sum += loss * len(yb)
+            if runner is not None:  # every worker: forward and backward of its share
+                loss, hits = runner.forward_backward(idx, self.rng)
+                classes = outputs
+            else:
+                xb, yb = x[idx], y[idx]
+                if self.augment is not None:
+                    xb = self.augment(xb, self.rng)
+                logits = self.model(xb)
+                loss = self.loss_fn(logits, yb)
+                classes = logits.shape[1]
+            self._check_loss(loss, classes, last_good)
+            if runner is None:
+                hits = int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            loss_sum += loss * len(idx)
             correct += hits
-            seen += len(yb)
+            seen += len(idx)
             last_good = loss
-            for p in params:  # model.zero_grad()
-                p.grad = None
-            self.model.backward(self.loss_fn.backward(), need_input_grad=False)
-            self.optimizer.step()
-            self.last_batch = (loss, hits, len(yb))
+            if runner is not None:
+                runner.step()
+            else:
+                for p in params:  # model.zero_grad()
+                    p.grad = None
+                self.model.backward(self.loss_fn.backward(), need_input_grad=False)
+                self.optimizer.step()
+            self.last_batch = (loss, hits, len(idx))
             if self.schedule is not None:
                 self.schedule.step()
             if self.on_batch:
                 self.on_batch(b + 1, n_batches, loss)
             if self._stop_requested:
+                if runner is not None:
+                    runner.wait()   # every worker's update done: the state is whole
                 sums = np.array([loss_sum, correct, seen])
                 self._position = (epoch_rng_state, b + 1, sums, self.rng.bit_generator.state)
                 if self.checkpoint_dir:
@@ -182,12 +232,16 @@ class Trainer:
                                       f"{n_batches}; checkpoint written to {path}")
                 raise Interrupted(f"interrupted in epoch {self.epoch + 1} after batch {b + 1}/{n_batches}")
         val_loss = val_acc = None
+        if runner is not None:
+            runner.wait()
         if val_x is not None:
-            val_loss, val_acc = evaluate(self.model, val_x, val_y)
+            val_loss, val_acc = (scores(runner.predict(val_x), val_y) if runner is not None
+                                 else evaluate(self.model, val_x, val_y))
         return EpochResult(self.epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                            self.optimizer.lr, time.perf_counter() - start)
 
     def _check_loss(self, loss: float, classes: int, last_good) -> None:
+        """Raise TrainingDiverged when the batch loss is NaN/inf or has exploded."""
         if not math.isfinite(loss):
             raise self._diverged("not_finite", loss=loss, last_good=last_good)
         if self._start_loss is None:
@@ -294,3 +348,9 @@ def _install_sigint(handler) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _outputs(model: nn.Module) -> int:
+    """The number of outputs (classes) of a network: the rows of its last weight matrix."""
+    weights = [p.data for p in model.parameters() if p.data.ndim == 2]
+    return int(weights[-1].shape[0]) if weights else 10

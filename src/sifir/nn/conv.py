@@ -1,9 +1,16 @@
 """Convolution and pooling over images (N, C, H, W), with PyTorch's names, shapes and defaults.
 
-A convolution is a matrix product in disguise: copy every kh×kw×C patch the kernel visits into
-one row of a patch matrix (im2col), and the whole layer is one GEMM against the kernels laid
-out as rows. The backward pass is two more GEMMs and col2im, which adds patch gradients back
-onto the pixels they came from. See ``functional.py`` for the channels-last memory layout.
+A convolution is a matrix product in disguise: copy the numbers under every placement of the
+kernel into one column of a patch matrix (im2col), and the whole layer is one product of the
+kernels, laid out as rows, with that matrix. The backward pass is two more products and col2im,
+which adds patch gradients back onto the pixels they came from.
+
+``plain.py`` has these layers as the math reads: im2col, one product and col2im; max-pooling as
+a reshape and an argmax. The classes here compute the same numbers faster, and the tests hold
+them to the plain ones. What makes them faster is the memory layout (``functional.py``): the
+batch innermost, (C, H, W, N), so that the patch matrix is copied a whole image row at a time,
+the output of the product W·cols is already in that layout, and the pooling windows' neighbours
+are N numbers apart; and a few slices of the work sized to stay in the cache.
 """
 from __future__ import annotations
 
@@ -14,18 +21,18 @@ from . import init
 from .functional import ShapeError
 from .module import Module, Parameter
 
-# Inference builds the patch matrix a slice of the batch at a time, at most this many numbers
-# (64 MB in float32), so evaluating thousands of images does not need gigabytes.
-EVAL_CHUNK = 1 << 24
-# A one-channel convolution builds its patch matrix in slices of about this many numbers
-# (512 KB in float32), each small enough to stay in the cache until it is multiplied.
-CACHE_CHUNK = 1 << 17
-# The input gradient is computed in slices of the batch of about this many patch-matrix
-# numbers (2 MB): measured fastest for LeNet-5's and the cnn preset's layers.
+# Inference builds the patch matrix a few output rows at a time, at most this many numbers
+# (4 MB in float32) when a row allows it: evaluating thousands of images then needs no
+# gigabytes, and each slice is multiplied while it is still in the cache (the cnn preset's
+# second convolution, 1000 images: 164–225 against 205–266 ms with slices of 64 MB).
+EVAL_CHUNK = 1 << 20
+# The input gradient is computed a few output rows at a time, about this many numbers of
+# dL/dcols at once (2 MB), which col2im adds back while they are still in the cache.
 COL2IM_CHUNK = 1 << 19
-# Weight gradients with at most this many numbers are summed image by image (see
-# Conv2d._weight_gradient): LeNet-5's 6×1×5×5 and 16×6×5×5, the cnn preset's 32×1×3×3.
-SMALL_WEIGHT_GRADIENT = 4096
+# Weight gradients with at most this many numbers (one-channel layers: 32×1×3×3, 6×1×5×5) are
+# summed over slices of WEIGHT_SLICE output positions (see Conv2d._weight_gradient).
+SMALL_WEIGHT_GRADIENT = 1024
+WEIGHT_SLICE = 1024
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> tuple[int, int]:
@@ -80,11 +87,8 @@ class Conv2d(Module):
         return F.conv_output_size(h, kh, sh, ph), F.conv_output_size(w, kw, sw, pw)
 
     def _weight_matrix(self) -> np.ndarray:
-        # (out, in, kh, kw) → (out, kh·kw·in): the column order of the patch matrix
-        return self.weight.data.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
-
-    def _im2col(self, x):
-        return F.im2col(x, self.kernel_size, self.stride, self.padding)
+        # (out, in, kh, kw) → (out, in·kh·kw): the row order of the patch matrix
+        return self.weight.data.reshape(self.out_channels, -1)
 
     def forward(self, x):
         n, _, h, w = _check_images(self, x, self.in_channels)
@@ -92,117 +96,74 @@ class Conv2d(Module):
         if ho < 1 or wo < 1:
             raise ShapeError(f"Conv2d: input {h}×{w} is smaller than the kernel "
                              f"{self.kernel_size[0]}×{self.kernel_size[1]} (padding {self.padding})")
-        wmat_t = self._weight_matrix().T
+        wmat = self._weight_matrix()
         self.x = x
-        y = np.empty((n * ho * wo, self.out_channels), np.result_type(x.dtype, wmat_t.dtype))
-        if self.in_channels == 1:
-            self.cols = self._single_channel_product(x, wmat_t, y)
-        elif self.training:  # keep the patch matrix for dL/dW
-            self.cols = self._im2col(x)
-            np.matmul(self.cols, wmat_t, out=y)                 # the one GEMM: (N·Ho·Wo, out)
-        else:                # inference: nothing to keep, so bound memory by slicing the batch
+        padded = F.padded_batch_last(x, self.padding)                      # (C, H + 2p, W + 2p, N)
+        if self.training:   # keep the patch matrix for dL/dW
+            self.cols = F.patches(padded, self.kernel_size, self.stride)    # (C·kh·kw, Ho·Wo·N)
+            y = wmat @ self.cols                                            # the one GEMM: (out, Ho·Wo·N)
+        else:               # inference: nothing to keep, so bound memory: a few output rows at a time
             self.cols = None
-            step = max(1, EVAL_CHUNK // (ho * wo * wmat_t.shape[0]))
-            for s in range(0, n, step):
-                np.matmul(self._im2col(x[s:s + step]), wmat_t, out=y[s * ho * wo:(s + step) * ho * wo])
+            y = np.empty((self.out_channels, ho * wo * n), np.result_type(x.dtype, wmat.dtype))
+            rows = max(1, EVAL_CHUNK // max(1, wmat.shape[1] * wo * n))
+            for r in range(0, ho, rows):
+                part = F.patches(padded, self.kernel_size, self.stride, rows=(r, min(ho, r + rows)))
+                np.matmul(wmat, part, out=y[:, r * wo * n:min(ho, r + rows) * wo * n])
         if self.bias is not None:
-            _add_per_channel(y, self.bias.data, wo)
-        return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
-
-    def _single_channel_product(self, x, wmat_t, y):
-        """y = cols·W_matᵀ for a one-channel input (the first layer of an MNIST network).
-
-        With one channel, a row of the patch matrix is copied from the image in runs of kw
-        numbers, which makes the copy slow; its transpose colsᵀ, one row per kernel offset
-        (i, j), is copied in runs of Wo. It is built a slice of the batch at a time, and each
-        slice is multiplied while it is still in the cache. Returns cols (a transposed view of
-        colsᵀ) in training, for dL/dW; in inference one slice-sized buffer is reused."""
-        windows = F.patch_windows(x, self.kernel_size, self.stride, self.padding)[..., 0]
-        n, ho, wo, kh, kw = windows.shape
-        step = max(1, CACHE_CHUNK // (ho * wo * kh * kw))
-        cols_t = np.empty((kh, kw, n if self.training else min(n, step), ho, wo), x.dtype)
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            part = cols_t[:, :, s:e] if self.training else cols_t[:, :, :e - s]
-            np.copyto(part, windows[s:e].transpose(3, 4, 0, 1, 2))   # (kh, kw, images, Ho, Wo)
-            np.matmul(part.reshape(kh * kw, -1).T, wmat_t, out=y[s * ho * wo:e * ho * wo])
-        return cols_t.reshape(kh * kw, -1).T if self.training else None
+            y += self.bias.data[:, None]
+        return F.from_batch_last(y.reshape(self.out_channels, ho, wo, n))
 
     def backward(self, grad_out, need_input_grad=True):
-        # y = cols·Wᵀ + b  ⇒  dL/dW = gᵀ·cols,  dL/db = Σ g,  dL/dcols = g·W,  dL/dx = col2im(dL/dcols)
-        g = F.channels_last(grad_out).reshape(-1, self.out_channels)   # (N·Ho·Wo, out)
-        cols = self.cols if self.cols is not None else self._im2col(self.x)
-        self.cols = None  # the biggest array of the layer: free it as soon as it is used
-        (kh, kw), c = self.kernel_size, self.in_channels
-        self.weight.accumulate(self._weight_gradient(cols, g))
+        # y = W·cols + b  ⇒  dL/dW = g·colsᵀ,  dL/db = Σ g,  dL/dcols = Wᵀ·g,  dL/dx = col2im(dL/dcols)
+        n, c, h, w = self.x.shape
+        g = np.ascontiguousarray(F.batch_last(grad_out)).reshape(self.out_channels, -1)   # (out, Ho·Wo·N)
+        cols = self.cols
+        if cols is None:    # after an inference forward: build the patch matrix now
+            cols = F.patches(F.padded_batch_last(self.x, self.padding), self.kernel_size, self.stride)
+        self.cols = None    # the biggest array of the layer: free it as soon as it is used
+        self.weight.accumulate(self._weight_gradient(g, cols))
         if self.bias is not None:
-            self.bias.accumulate(_sum_per_channel(g, grad_out.shape[3]))
+            self.bias.accumulate(g.sum(axis=1))
         if not need_input_grad:
             return None
-        # dL/dcols = g·W, computed block by block: one (N·Ho·Wo, out)·(out, in) product per
-        # kernel offset (one matmul call), so that col2im adds contiguous blocks. A slice of
-        # the batch at a time: the blocks of a slice are still in the cache when col2im adds them.
-        blocks = self.weight.data.transpose(2, 3, 0, 1).reshape(kh * kw, self.out_channels, c)
-        n, _, h, w = self.x.shape
-        (ph, pw), positions = self.padding, len(g) // n
-        grad = np.zeros((n, h + 2 * ph, w + 2 * pw, c), np.result_type(g.dtype, blocks.dtype))
-        step = max(1, COL2IM_CHUNK // (positions * kh * kw * c))
-        for s in range(0, n, step):
-            rows = g[s * positions:(s + step) * positions]
-            if c == 1:   # then the blocks are the rows of one product (kh·kw, out)·(out, rows)
-                patches = (blocks[:, :, 0] @ rows.T)[:, :, None]
-            else:
-                patches = np.matmul(rows, blocks)
-            F.col2im_add(grad[s:s + step], patches, self.kernel_size, self.stride)
-        return grad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+        # dL/dcols = Wᵀ·g, a few output rows at a time: col2im adds each slice while it is in the cache
+        (ph, pw), (ho, wo) = self.padding, self.output_size(h, w)
+        wmat_t = self._weight_matrix().T
+        grad = np.zeros((c, h + 2 * ph, w + 2 * pw, n), np.result_type(g.dtype, wmat_t.dtype))
+        rows = max(1, COL2IM_CHUNK // max(1, wmat_t.shape[0] * wo * n))
+        for r in range(0, ho, rows):
+            r1 = min(ho, r + rows)
+            F.add_patches(grad, wmat_t @ g[:, r * wo * n:r1 * wo * n], self.kernel_size, self.stride, rows=(r, r1))
+        return F.from_batch_last(grad[:, ph:ph + h, pw:pw + w])
 
-    def _weight_gradient(self, cols, g):
-        """dL/dW = gᵀ·cols, reshaped to (out, in, kh, kw).
+    def _weight_gradient(self, g, cols):
+        """dL/dW = g·colsᵀ: (out, Ho·Wo·N)·(Ho·Wo·N, in·kh·kw), a long sum into a small result.
 
-        The product sums over the long N·Ho·Wo axis into a small result. When the result is
-        tiny (LeNet-5's layers, any one-channel layer), OpenBLAS is slow at it: the whole
-        of both factors streams through its packing buffers for a few hundred numbers of
-        output. One product per image instead (a stack of small products in one matmul
-        call, each image's rows still in the cache), then the sum over images, is faster:
-        1.2 against 2.2 ms for LeNet-5's first layer, 1.2 against 1.4 ms for its second.
-        For the large results of wide layers one big product is faster. In it, the longer
-        side of the small result goes first, (colsᵀ·g)ᵀ: multi-threaded OpenBLAS can be ten
-        or more times slower otherwise (measured: 1.8 s instead of 16 ms for 9×32)."""
-        (kh, kw), c, out = self.kernel_size, self.in_channels, self.out_channels
-        k, n = kh * kw * c, len(self.x)
+        OpenBLAS's speed at this depends on the shapes (CPU time on one core, batch of 64): the
+        longer side of the result first, (cols·gᵀ)ᵀ, is up to twice as fast (the cnn preset's
+        second convolution: 6.0 against 12.2 ms); and when the result is tiny (a one-channel
+        layer, 9 or 25 columns), one stack of products of WEIGHT_SLICE columns each (one matmul
+        call, each slice in the cache), summed, is 2–4 times faster than one product (cnn: 0.6
+        against 1.5 ms; LeNet-5: 0.4 against 1.6 ms)."""
+        k, out = cols.shape[0], self.out_channels
         if k * out <= SMALL_WEIGHT_GRADIENT:
-            # (N, k, positions)·(N, positions, out) → (N, k, out), summed over the images
-            if cols.flags.c_contiguous:
-                per_image = cols.reshape(n, -1, k)
-            else:  # the transposed view that a one-channel forward keeps
-                per_image = cols.T.reshape(k, n, -1).transpose(1, 2, 0)
-            dw = np.matmul(per_image.transpose(0, 2, 1), g.reshape(n, -1, out)).sum(axis=0)
-            dw = dw.reshape(kh, kw, c, out).transpose(3, 2, 0, 1)
-        elif cols.shape[1] >= out:
-            dw = (cols.T @ g).reshape(kh, kw, c, out).transpose(3, 2, 0, 1)
+            m, s = divmod(cols.shape[1], WEIGHT_SLICE)
+            whole = m * WEIGHT_SLICE
+            stack = np.matmul(g[:, :whole].reshape(out, m, WEIGHT_SLICE).transpose(1, 0, 2),
+                              cols[:, :whole].reshape(k, m, WEIGHT_SLICE).transpose(1, 2, 0))   # (m, out, k)
+            dw = stack.sum(axis=0)
+            if s:
+                dw += g[:, whole:] @ cols[:, whole:].T
+        elif k >= out:
+            dw = (cols @ g.T).T
         else:
-            dw = (g.T @ cols).reshape(out, kh, kw, c).transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(dw)
+            dw = g @ cols.T
+        return np.ascontiguousarray(dw).reshape(self.weight.shape)
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": _plain(self.kernel_size), "stride": _plain(self.stride),
                 "padding": _plain(self.padding), "bias": self.bias is not None}
-
-
-def _add_per_channel(y: np.ndarray, values: np.ndarray, wo: int) -> None:
-    """y += values for y of shape (N·Ho·Wo, C), in place. Broadcasting over rows of C numbers
-    runs one short inner loop per row, slow when C is small (6 channels: 5× slower); y seen as
-    rows of Wo·C numbers with the values repeated Wo times is the same sum in longer runs."""
-    rows = y.reshape(-1, wo * len(values))
-    rows += np.tile(values, wo)
-
-
-def _sum_per_channel(g: np.ndarray, wo: int) -> np.ndarray:
-    """Σ over the rows of g (N·Ho·Wo, C): rows of Wo·C numbers first (long runs, as in
-    ``_add_per_channel``), then the Wo partial sums."""
-    c = g.shape[1]
-    return g.reshape(-1, wo * c).sum(axis=0).reshape(wo, c).sum(axis=0)
 
 
 class _Pool2d(Module):
@@ -214,42 +175,43 @@ class _Pool2d(Module):
         self.stride = self.kernel_size if stride is None else _positive("stride", stride)
 
     def _setup(self, x):
+        """The input as a batch-last view (C, H, W, N); sets the output size."""
         n, c, h, w = _check_images(self, x)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         ho, wo = F.conv_output_size(h, kh, sh), F.conv_output_size(w, kw, sw)
         if ho < 1 or wo < 1:
             raise ShapeError(f"{type(self).__name__}: input {h}×{w} is smaller than the window {kh}×{kw}")
         self.out_hw = (ho, wo)
-        return F.channels_last(x)
+        return F.batch_last(x)
 
     @property
     def tiles(self) -> bool:
         """Windows side by side without overlap or gaps (the usual 2×2, stride 2)."""
         return self.kernel_size == self.stride
 
-    def _as_tiles(self, xl):
-        # Crop to whole windows (PyTorch's floor mode), then split H and W: (N, Ho, kh, Wo, kw, C), a view.
+    def _as_tiles(self, xb):
+        # Crop to whole windows (PyTorch's floor mode), then split H and W: (C, Ho, kh, Wo, kw, N),
+        # a view of a batch-last array (a copy of any other).
         (ho, wo), (kh, kw) = self.out_hw, self.kernel_size
-        return xl[:, :ho * kh, :wo * kw].reshape(len(xl), ho, kh, wo, kw, xl.shape[3])
+        return xb[:, :ho * kh, :wo * kw].reshape(xb.shape[0], ho, kh, wo, kw, xb.shape[3])
 
     def _offsets(self):
         """(i, j, index of the inputs under offset (i, j)) in row-major order."""
         (kh, kw), (ho, wo) = self.kernel_size, self.out_hw
         for i in range(kh):
             for j in range(kw):
-                yield i, j, F.offset_slice(i, j, ho, wo, self.stride)
+                yield i, j, F.window_slice(i, j, (0, ho), wo, self.stride)
 
-    def _reduce(self, ufunc, xl):
-        """Combine each window's inputs with ``ufunc`` (np.maximum or np.add): (N, Ho, Wo, C)."""
+    def _reduce(self, ufunc, xb):
+        """Combine each window's inputs with ``ufunc`` (np.maximum or np.add): (C, Ho, Wo, N)."""
         if self.tiles:  # over kh, then over kw: kh + kw − 2 element-wise ops on tiles
-            # Rows first: the rows of a window are whole rows of W·C numbers, so that fold runs
-            # over long contiguous stretches and halves the data before the short-stride fold
-            # over kw (measured 1.5 → 1.1 ms for LeNet-5's first pooling, 6 channels).
-            t = self._as_tiles(xl)
+            # Rows first: the rows of a window are whole image rows of W·N numbers, so that fold
+            # runs over long contiguous stretches and halves the data before the fold over kw.
+            t = self._as_tiles(xb)
             return _fold(ufunc, _fold(ufunc, t, axis=2), axis=3)
         out = None
         for _, _, index in self._offsets():  # general windows: one strided slice per offset
-            out = xl[index].copy() if out is None else ufunc(out, xl[index], out=out)
+            out = xb[index].copy() if out is None else ufunc(out, xb[index], out=out)
         return out
 
     def config(self):
@@ -268,20 +230,43 @@ def _fold(ufunc, a, axis):
 class MaxPool2d(_Pool2d):
     """y = max over each kh×kw window (stride defaults to the window). dy/dx = 1 for the
     window's largest input and 0 elsewhere; among equal maxima the first in row-major order
-    wins, as in PyTorch, so a gradient is never counted twice."""
+    wins, as in PyTorch, so a gradient is never counted twice.
+
+    For the usual 2×2 tiles, forward records which input of each window won (three yes/no
+    answers per window) instead of keeping the input: backward then writes each input's
+    gradient in one pass, without comparing the input with the maxima again (measured on the
+    cnn preset's first pooling, 64 images: 4.2 → 2.3 ms backward, 1.3 → 2.2 ms forward)."""
 
     def forward(self, x):
-        xl = self._setup(x)
-        self.x, self.y = xl, self._reduce(np.maximum, xl)
-        return self.y.transpose(0, 3, 1, 2)
+        xb = self._setup(x)
+        self.x_shape = xb.shape
+        if self._two_by_two and self.training:
+            self.y, self.winners = _max_of_tiles(self._as_tiles(xb))
+            self.x = None
+        else:   # also inference: nothing to record (backward after it finds the winners then)
+            self.x, self.y, self.winners = xb, self._reduce(np.maximum, xb), None
+        return F.from_batch_last(self.y)
+
+    @property
+    def _two_by_two(self) -> bool:
+        return self.tiles and self.kernel_size == (2, 2)
 
     def backward(self, grad_out, need_input_grad=True):
-        g = F.channels_last(grad_out)
+        g = F.batch_last(grad_out)
         (ho, wo), (kh, kw) = self.out_hw, self.kernel_size
-        covered = self.tiles and self.x.shape[1:3] == (ho * kh, wo * kw)
+        covered = self.tiles and self.x_shape[1:3] == (ho * kh, wo * kw)
         # Tiles that cover the input write every input's gradient below; only inputs outside
         # all windows (cropped rows or columns) need zeros, and zero-filling costs a full pass.
-        grad = np.empty(self.x.shape, g.dtype) if covered else np.zeros(self.x.shape, g.dtype)
+        grad = np.empty(self.x_shape, g.dtype) if covered else np.zeros(self.x_shape, g.dtype)
+        if self._two_by_two:
+            winners = self.winners or _max_of_tiles(self._as_tiles(self.x))[1]
+            right_top, right_bottom, bottom = winners
+            top, t = ~bottom, self._as_tiles(grad)             # t: (C, Ho, 2, Wo, 2, N)
+            np.multiply(g, top & ~right_top, out=t[:, :, 0, :, 0])
+            np.multiply(g, top & right_top, out=t[:, :, 0, :, 1])
+            np.multiply(g, bottom & ~right_bottom, out=t[:, :, 1, :, 0])
+            np.multiply(g, bottom & right_bottom, out=t[:, :, 1, :, 1])
+            return F.from_batch_last(grad)
         offsets = list(self._offsets())
         open_ = None                           # windows whose winner is still to be found
         for k, (_, _, index) in enumerate(offsets):
@@ -298,25 +283,33 @@ class MaxPool2d(_Pool2d):
                 np.multiply(g, wins, out=grad[index])
             else:
                 grad[index] += g * wins
-        return grad.transpose(0, 3, 1, 2)
+        return F.from_batch_last(grad)
+
+
+def _max_of_tiles(t):
+    """Maxima of 2×2 tiles t (C, Ho, 2, Wo, 2, N) and who won: (b > a, d > c, max(c, d) >
+    max(a, b)) for each window [[a, b], [c, d]]; a strict > lets the first of equals win."""
+    a, b, c, d = t[:, :, 0, :, 0], t[:, :, 0, :, 1], t[:, :, 1, :, 0], t[:, :, 1, :, 1]
+    top, bottom = np.maximum(a, b), np.maximum(c, d)
+    return np.maximum(top, bottom), (b > a, d > c, bottom > top)
 
 
 class AvgPool2d(_Pool2d):
     """y = mean over each kh×kw window;  dy/dx = 1/(kh·kw) for every input of the window."""
 
     def forward(self, x):
-        xl = self._setup(x)
-        self.x_shape = xl.shape
-        y = self._reduce(np.add, xl)
+        xb = self._setup(x)
+        self.x_shape = xb.shape
+        y = self._reduce(np.add, xb)
         y *= y.dtype.type(1 / (self.kernel_size[0] * self.kernel_size[1]))
-        return y.transpose(0, 3, 1, 2)
+        return F.from_batch_last(y)
 
     def backward(self, grad_out, need_input_grad=True):
-        g = F.channels_last(grad_out) * grad_out.dtype.type(1 / (self.kernel_size[0] * self.kernel_size[1]))
+        g = F.batch_last(grad_out) * grad_out.dtype.type(1 / (self.kernel_size[0] * self.kernel_size[1]))
         grad = np.zeros(self.x_shape, g.dtype)
         if self.tiles:  # broadcast each window's gradient over its kh×kw inputs in one op
             self._as_tiles(grad)[...] = g[:, :, None, :, None]
         else:
             for _, _, index in self._offsets():
                 grad[index] += g
-        return grad.transpose(0, 3, 1, 2)
+        return F.from_batch_last(grad)

@@ -1,4 +1,4 @@
-"""Stateless helpers: softmax, log-softmax, one-hot; im2col/col2im for convolutions."""
+"""Stateless helpers: softmax, log-softmax, one-hot; patch matrices and memory layout for convolutions."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,12 +24,14 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype=np.float32) -> np.ndarra
 
 
 # -- convolution and pooling helpers ----------------------------------------------------------
-# Images are NCHW by shape, as in PyTorch. In memory, the convolution layers work channels-last
-# (N, H, W, C), as PyTorch's ``channels_last`` format and cuDNN do: then the kh·kw·C numbers
-# under one kernel placement lie in a few contiguous runs, so building the patch matrix is a
-# fast copy, and a convolution's output (N·Ho·Wo, C_out) is already channels-last. Layers hand
-# each other NCHW-shaped *views* of channels-last arrays; NumPy's element-wise ops keep that
-# layout, and any layout is accepted.
+# Images are NCHW by shape, as in PyTorch. In memory, the convolution layers keep the batch
+# innermost: (C, H, W, N), "batch-last". Then every step runs over long contiguous stretches:
+# one image row of all N images side by side is W·N numbers, the two neighbours of a pooling
+# window are N numbers apart, a channel is one run of H·W·N numbers, a convolution's patch
+# matrix is copied a whole image row at a time and its product with the kernels is the output in
+# the same layout. Layers hand each other NCHW-shaped *views* of batch-last arrays; NumPy's
+# element-wise ops keep that layout, and any layout is accepted (at the cost of one copy).
+# nn/plain.py has the same layers without any of this, as the math reads.
 
 class ShapeError(SifirError, ValueError):
     """An input array does not fit the layer (number of dimensions, channels or size)."""
@@ -49,74 +51,65 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) 
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def channels_last(x: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) → (N, H, W, C) view; contiguous when ``x`` is a channels-last array."""
-    return x.transpose(0, 2, 3, 1)
+def batch_last(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) → (C, H, W, N) view; contiguous when ``x`` is a batch-last array."""
+    return x.transpose(1, 2, 3, 0)
 
 
-def offset_slice(i: int, j: int, out_h: int, out_w: int, stride) -> tuple:
-    """Index of an (N, H, W, C) array picking, for every output position, the input under
-    kernel offset (i, j): rows i, i+s, …, i+s·(Ho−1) and the same for columns."""
-    sh, sw = pair(stride, "stride")
-    return (slice(None), slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
+def from_batch_last(a: np.ndarray) -> np.ndarray:
+    """(C, H, W, N) → the (N, C, H, W) view that layers hand on."""
+    return a.transpose(3, 0, 1, 2)
 
 
-def patch_windows(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
-    """Every kh×kw patch a kernel visits in ``x`` (N, C, H, W), as a strided *view* of the
-    (zero-padded) channels-last input, shape (N, Ho, Wo, kh, kw, C): no copy but the padding."""
-    n, c, h, w = x.shape
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride, "stride")
+def padded_batch_last(x: np.ndarray, padding=0) -> np.ndarray:
+    """``x`` (N, C, H, W) as a contiguous batch-last array with ``padding`` zeros around each
+    image: (C, H + 2·ph, W + 2·pw, N). No copy when ``x`` is batch-last and needs no padding."""
     ph, pw = pair(padding, "padding")
-    xl = channels_last(x)
-    if ph or pw:
-        padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
-        padded[:, ph:ph + h, pw:pw + w] = xl
-        xl = padded
-    windows = np.lib.stride_tricks.sliding_window_view(xl, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
-    return windows.transpose(0, 1, 2, 4, 5, 3)           # (N, Ho, Wo, C, kh, kw) → (…, kh, kw, C)
+    xb = batch_last(x)
+    if not ph and not pw:
+        return np.ascontiguousarray(xb)
+    c, h, w, n = xb.shape
+    out = np.zeros((c, h + 2 * ph, w + 2 * pw, n), x.dtype)
+    out[:, ph:ph + h, pw:pw + w] = xb
+    return out
 
 
-def im2col(x: np.ndarray, kernel_size, stride=1, padding=0) -> np.ndarray:
-    """Patch matrix of ``x`` (N, C, H, W): one row per output position (n, ho, wo), one column
-    per kernel entry (i, j, c), so a convolution is one matrix product cols · W_matᵀ.
-
-    The windows are a strided view of the (zero-padded) input; the only copy is the final
-    one into the contiguous (N·Ho·Wo, kh·kw·C) matrix.
-    """
-    windows = patch_windows(x, kernel_size, stride, padding)
-    n, ho, wo, kh, kw, c = windows.shape
-    cols = np.empty(windows.shape, x.dtype)
-    np.copyto(cols, windows)
-    return cols.reshape(n * ho * wo, kh * kw * c)
+def window_slice(i: int, j: int, rows: tuple[int, int], out_w: int, stride) -> tuple:
+    """Index of a batch-last (C, H, W, N) array picking, for the output rows r0 ≤ r < r1 and
+    every output column, the input under kernel offset (i, j): rows s·r + i, columns s·q + j."""
+    (r0, r1), (sh, sw) = rows, pair(stride, "stride")
+    return (slice(None), slice(r0 * sh + i, (r1 - 1) * sh + i + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
 
 
-def col2im(patches: np.ndarray, input_shape, kernel_size, stride=1, padding=0) -> np.ndarray:
-    """The adjoint of ``im2col``: add every patch-matrix entry back onto the input pixel it
-    was copied from. ``patches`` holds the patch matrix's column blocks one kernel offset at a
-    time, shape (kh·kw, N·Ho·Wo, C): block i·kw + j is columns (i, j, ·) of the matrix.
-    Returns an (N, C, H, W) view of a channels-last array.
-    """
-    n, c, h, w = input_shape
-    ph, pw = pair(padding, "padding")
-    grad = np.zeros((n, h + 2 * ph, w + 2 * pw, c), patches.dtype)
-    col2im_add(grad, patches, kernel_size, stride)
-    return grad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+def patches(padded: np.ndarray, kernel_size, stride=1, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """The patch matrix of a padded batch-last input (C, Hp, Wp, N): one row per kernel entry
+    (c, i, j), the order of the kernel's numbers in Conv2d.weight, one column per output position
+    (r, q, n), so that a convolution is the one product W·cols, shape (C_out, Ho·Wo·N).
+    ``rows`` = (r0, r1) builds only the columns of output rows r0 ≤ r < r1.
 
-
-def col2im_add(padded: np.ndarray, patches: np.ndarray, kernel_size, stride=1) -> None:
-    """``col2im`` into an existing zero-padded channels-last array (N, H + 2·ph, W + 2·pw, C),
-    in place, so that a batch can be done a slice of images at a time.
-
-    Instead of a scatter (np.add.at, slow), loop over the kh·kw kernel offsets: offset (i, j)
-    touches a strided slice of the input, and adding a whole contiguous block onto that slice
-    is one fast op.
-    """
-    n, hp, wp, c = padded.shape
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride, "stride")
+    The windows are a strided view of the input; the one copy runs over whole output rows of
+    all N images side by side (Wo·N numbers in a row for stride 1). One copy from the view is
+    faster than one per kernel offset: 1.0 against 1.7 ms for 128 images of 24×12×12, and
+    26 against 48 µs for one image of 1×30×30 (CPU time)."""
+    c, hp, wp, n = padded.shape
+    (kh, kw), (sh, sw) = pair(kernel_size), pair(stride, "stride")
     ho, wo = conv_output_size(hp, kh, sh), conv_output_size(wp, kw, sw)
-    blocks = patches.reshape(kh, kw, n, ho, wo, c)
+    r0, r1 = rows or (0, ho)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    cols = np.empty((c, kh, kw, r1 - r0, wo, n), padded.dtype)
+    np.copyto(cols, windows[:, r0:r1].transpose(0, 4, 5, 1, 2, 3))   # (C, Ho, Wo, N, kh, kw) → (C, kh, kw, …)
+    return cols.reshape(c * kh * kw, (r1 - r0) * wo * n)
+
+
+def add_patches(grad: np.ndarray, part: np.ndarray, kernel_size, stride=1, rows: tuple[int, int] | None = None) -> None:
+    """The adjoint of ``patches``, in place: add every entry of ``part`` (rows of the patch
+    matrix for output rows r0 ≤ r < r1) onto the input position it was copied from, in ``grad``
+    (C, Hp, Wp, N). One add of a whole block per kernel offset instead of a scatter."""
+    c, hp, wp, n = grad.shape
+    (kh, kw), (sh, sw) = pair(kernel_size), pair(stride, "stride")
+    ho, wo = conv_output_size(hp, kh, sh), conv_output_size(wp, kw, sw)
+    r0, r1 = rows or (0, ho)
+    blocks = part.reshape(c, kh, kw, r1 - r0, wo, n)
     for i in range(kh):
         for j in range(kw):
-            padded[offset_slice(i, j, ho, wo, (sh, sw))] += blocks[i, j]
+            grad[window_slice(i, j, (r0, r1), wo, (sh, sw))] += blocks[:, i, j]

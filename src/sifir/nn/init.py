@@ -22,6 +22,14 @@ def get_rng() -> np.random.Generator:
     return _rng
 
 
+def set_rng(rng: np.random.Generator) -> np.random.Generator:
+    """Make ``rng`` the generator of initialisers and Dropout; returns the one it replaces
+    (data-parallel workers give each share of a batch a generator of its own)."""
+    global _rng
+    previous, _rng = _rng, rng
+    return previous
+
+
 def uniform(shape, bound: float, rng=None, dtype=np.float32) -> np.ndarray:
     rng = rng or _rng
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
