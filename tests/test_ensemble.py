@@ -131,3 +131,92 @@ def test_predict_and_evaluate_read_an_ensemble_file(tmp_path, trained_seed_model
     a, b = run("predict", trained_seed_model, tmp_path / "seven.png"), run("predict", path, tmp_path / "seven.png")
     assert a.returncode == b.returncode == 0, b.stderr
     assert a.stdout.split(":")[1].split()[0] == b.stdout.split(":")[1].split()[0]
+
+
+# -- sifir train --ensemble K -------------------------------------------------------------------
+def train(*args, state):
+    from test_cli import sifir
+    return sifir("train", *map(str, args), env={"SIFIR_STATE_DIR": str(state), "OPENBLAS_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def trained_pair(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("pair")
+    out = folder / "pair.npz"
+    result = train("--model", "seed", "--epochs", "1", "--ensemble", "2", "--data-dir", mnist_dir,
+                   "--out", out, "--quiet", state=folder)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_train_ensemble_saves_one_model_of_k_networks(trained_pair, mnist_dir):
+    out, result = trained_pair
+    model, info = io.load_model(out)
+    assert isinstance(model, nn.Ensemble) and len(model) == 2
+    assert info["ensemble"] == 2 and [m["seed"] for m in info["members"]] == [0, 1]
+    assert info["command"] == f"sifir train --model seed --epochs 1 --data-dir {mnist_dir} --ensemble 2"
+    assert info["dataset"]["name"] == "mnist" and info["input"]["mean"] == 0.1307
+    # each member is the network `sifir train --seed S` trains, kept beside the ensemble
+    alone = [io.load_model(m["file"]) for m in info["members"]]
+    assert [i["seed"] for _, i in alone] == [0, 1] and [m["test_accuracy"] for m in info["members"]] == [
+        i["test_accuracy"] for _, i in alone]
+    for (member, _), inside in zip(alone, model):
+        assert all(np.array_equal(a.data, b.data) for a, b in zip(member.parameters(), inside.parameters()))
+    assert alone[0][1]["test_accuracy"] != alone[1][1]["test_accuracy"]   # two seeds, two networks
+    # the ensemble's accuracy is its own averaged answer's, on the 10,000 test images
+    from sifir.recipe import Recipe, load_data
+    from sifir.train import evaluate
+    data = load_data(Recipe(model="seed", data_dir=str(mnist_dir)).resolved(), log=lambda *a: None)
+    assert info["test_accuracy"] == evaluate(model, data.test_x, data.test_y)[1] > 0.85
+    lines = result.stdout.splitlines()
+    assert "ensemble: network 1 of 2 (seed 0)" in lines and "ensemble: network 2 of 2 (seed 1)" in lines
+    assert lines[-1] == f"test accuracy: {info['test_accuracy']:.2%}"
+
+
+def test_the_same_command_reads_finished_members_back_and_retrains_a_damaged_one(trained_pair, mnist_dir,
+                                                                                tmp_path):
+    import shutil
+    out, _ = trained_pair
+    copy = tmp_path / "pair.npz"
+    shutil.copytree(out.with_name("pair.members"), tmp_path / "pair.members")
+    (tmp_path / "pair.members" / "seed-1.npz").write_bytes(b"not a model file")   # a damaged member
+    result = train("--model", "seed", "--epochs", "1", "--ensemble", "2", "--data-dir", mnist_dir,
+                   "--out", copy, "--quiet", state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ensemble: network 1 of 2 (seed 0) already trained by this recipe") for line in lines)
+    assert "ensemble: network 2 of 2 (seed 1)" in lines      # trained again: same seed, same weights
+    a, b = io.load_model(out), io.load_model(copy)
+    assert a[1]["test_accuracy"] == b[1]["test_accuracy"]
+    # another recipe (more epochs) does not take these members for its own
+    other = train("--model", "seed", "--epochs", "2", "--ensemble", "2", "--data-dir", mnist_dir,
+                  "--out", copy, "--quiet", "--lr", "0.2", state=tmp_path)
+    assert other.returncode == 0 and "already trained" not in other.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ensemble", "0"], "--ensemble must be a whole number from 2 to 64"),
+    (["--ensemble", "65"], "--ensemble must be a whole number from 2 to 64"),
+    (["--ensemble", "2", "--checkpoint-dir", "ck"], "leave out --checkpoint-dir and --resume"),
+])
+def test_bad_ensemble_options_are_refused_before_training(extra, message, tmp_path, mnist_dir):
+    result = train("--model", "seed", "--data-dir", mnist_dir, "--out", tmp_path / "e.npz", *extra, state=tmp_path)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "e.npz").exists() and not (tmp_path / "e.members").exists()
+
+
+def test_the_page_says_it_reads_with_an_ensemble(trained_pair):
+    from fastapi.testclient import TestClient
+
+    from sifir.web import app as server
+    from test_web_api import LOCAL, data_url, png
+    out, _ = trained_pair
+    with TestClient(server.create_app(out), base_url=LOCAL) as client:
+        model = client.get("/api/model").json()
+        assert model["ensemble"] == 2 and [h["index"] for h in model["hidden"]] == ["0.2", "0.4"]
+        digit = np.zeros((28, 28), np.uint8)
+        digit[4:24, 12:16] = 255   # a one
+        answer = client.post("/api/predict", json={"image": data_url(png(digit))}).json()
+    assert len(answer["probabilities"]) == 10 and abs(sum(answer["probabilities"]) - 1) < 1e-6
+    from sifir.messages import page_messages
+    assert "{count}" in page_messages("en")["ensemble"] and "{count}" in page_messages("tr")["ensemble"]

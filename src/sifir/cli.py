@@ -76,17 +76,73 @@ def recipe_from_args(args) -> Recipe:
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    from .train import Interrupted, evaluate
-
     recipe = recipe_from_args(args)
     out = Path(args.out or f"sifir-{recipe.model}.npz")
     if args.plots:
         from .report import require_matplotlib
         require_matplotlib()  # fail now, not after the training
+    if args.ensemble is not None and args.ensemble != 1:
+        from .ensembles import MAX_MEMBERS
+        if not 2 <= args.ensemble <= MAX_MEMBERS:
+            raise SifirError(t("ensemble.size", value=args.ensemble, high=MAX_MEMBERS))
+        if args.resume or args.checkpoint_dir:   # each finished member is kept instead
+            raise SifirError(t("ensemble.no_checkpoints"))
 
     data = load_data(recipe)
+    if args.ensemble is not None and args.ensemble != 1:
+        return _train_ensemble(args, recipe, data, out)
+    code, path = _train_one(args, recipe, data, out)
+    if code == 0:
+        remember_model(path)
+        if args.plots:
+            from .report import report_model_file
+            print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
+    return code
+
+
+def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
+    """``sifir train --ensemble K``: K members one after another (each on every core), then one
+    model file; members already trained by the same recipe are read back, not trained again."""
+    from .ensembles import ensemble_info, finished_member, member_path, member_recipes, members_folder
+    from .train import evaluate
+
+    k = args.ensemble
+    members = []
+    for i, member in enumerate(member_recipes(recipe, k), 1):
+        path = member_path(out, member)
+        done = finished_member(path, member)
+        if done is not None:
+            print(t("ensemble.reused", i=i, k=k, seed=member.seed, path=path,
+                    accuracy=f"{done[1].get('test_accuracy') or 0:.2%}"), flush=True)
+            members.append((path, *done))
+            continue
+        print(t("ensemble.member", i=i, k=k, seed=member.seed), flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        code, path = _train_one(args, member, data, path)
+        if code != 0:
+            print(t("ensemble.kept", folder=members_folder(out), done=len(members), k=k), file=sys.stderr)
+            return code
+        members.append((path, *io.load_model(path)))
+    model = nn.Ensemble(*(m for _, m, _ in members))
+    _, test_acc = evaluate(model, data.test_x, data.test_y)
+    path = io.save_model(out, model, ensemble_info(recipe, [(p, info) for p, _, info in members], test_acc,
+                                                    data.facts))
+    remember_model(path)
+    accuracies = ", ".join(f"{info['test_accuracy']:.2%}" for _, _, info in members)
+    print(t("ensemble.done", k=k, path=path, members=accuracies))
+    print(f"test accuracy: {test_acc:.2%}")
+    if args.plots:
+        from .report import report_model_file
+        print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
+    return 0
+
+
+def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None]:
+    """Train one network of ``recipe`` on ``data`` and save it to ``out``: (exit code, file)."""
+    from tqdm import tqdm
+
+    from .train import Interrupted, evaluate
+
     facts = data.facts
     bar = None
 
@@ -152,10 +208,9 @@ def cmd_train(args) -> int:
             # the whole recipe (its data set too): resuming with other options would train another run
             print(f"continue with: {recipe.command()} --resume {args.checkpoint_dir or args.resume}",
                   file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, None
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
     path = io.save_model(out, model, run.info(test_acc))
-    remember_model(path)
     seconds = sum(r.seconds for r in trainer.history)
     print(messages.t("parallel.train_time", seconds=messages.number(time.perf_counter() - started, decimals=1),
                      workers=trainer.workers))
@@ -163,10 +218,7 @@ def cmd_train(args) -> int:
           f"{seconds / max(1, len(trainer.history)):.1f} s per epoch")
     print(f"model saved to {path}")
     print(f"test accuracy: {test_acc:.2%}")
-    if args.plots:
-        from .report import report_model_file
-        print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
-    return 0
+    return 0, path
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
@@ -378,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     t.add_argument("--workers", type=int, help="processes that share each batch, one per core "
                    "(default: every core this process may use; 1: train in this process alone)")
+    t.add_argument("--ensemble", type=int, metavar="K",
+                   help="train K networks (seeds SEED … SEED+K−1, one after another, each on every core) and "
+                        "save them as one model that averages their probabilities; finished members are kept "
+                        "in OUT's .members folder, so running the same command again goes on where it stopped")
     t.add_argument("--data-dir", help=data_help)
     t.add_argument("--out", help="model file to write (default: sifir-MODEL.npz)")
     t.add_argument("--checkpoint-dir", help="write a checkpoint here after every epoch (and on Ctrl-C)")

@@ -226,7 +226,9 @@ def describe_model(name: str, model: nn.Module, info: dict, facts: DataFacts) ->
             "classes": list(facts.classes), "architecture": io.describe(model), "parameters": io.count_parameters(model),
             "hidden": [{"name": a["name"], "layer": a["layer"], "index": a["index"], "shape": a["shape"]}
                        for a in activation_list(hidden)],
-            "outputs": int(output.shape[-1]), "info": _json_safe(info)}
+            "outputs": int(output.shape[-1]), "info": _json_safe(info),
+            # an ensemble's members each have their own layers: "hidden" are the first member's
+            "ensemble": len(model) if isinstance(model, nn.Ensemble) else None}
 
 
 def _rounded(a: np.ndarray) -> list:

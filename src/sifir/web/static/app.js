@@ -383,6 +383,7 @@
         const dataset = (model.dataset && model.dataset.title) || "MNIST";
         parts.push(t("test_accuracy", { percent: number(100 * info.test_accuracy, 1), dataset }));
       }
+      if (model.ensemble) parts.push(t("ensemble", { count: number(model.ensemble) }));
       modelEl.textContent = parts.join(" · ");
       if (Array.isArray(model.classes) && model.classes.join("\n") !== classes.join("\n")) {
         buildBars(model.classes);

@@ -1,0 +1,80 @@
+"""K networks of one recipe, trained one after another and kept as one model (``nn.Ensemble``).
+
+    member_recipes(recipe, k)        the K recipes: the same options, seeds S, S+1, …, S+K−1
+    member_path(out, recipe)         where a member is kept while the ensemble trains
+    finished_member(path, recipe)    a member trained earlier by the very same recipe, or None
+    ensemble_info(recipe, members, test_accuracy, facts)
+                                     the model file's info: the ensemble's recipe and command, and
+                                     each member's seed, epochs and test accuracy
+
+Different seeds start from different weights and see the batches in another order, so the
+members make partly different mistakes; averaging their probabilities (``nn.Ensemble``) cancels
+some of them. Each member trains as ``sifir train`` trains one network, on every core; a member
+is saved as soon as it is done, so an interrupted ensemble resumes with the next member when the
+same command runs again.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from . import io
+from .data.inputs import DataFacts
+from .errors import ModelFileError
+from .recipe import Recipe
+
+__all__ = ["MAX_MEMBERS", "member_recipes", "member_path", "members_folder", "finished_member", "ensemble_info"]
+
+MAX_MEMBERS = 64   # an ensemble is read by every prediction: far beyond this nothing is gained
+# A member trained with another --data-dir or number of workers is still the same network.
+_SAME_NETWORK = ("data_dir", "workers")
+
+
+def member_recipes(recipe: Recipe, k: int) -> list[Recipe]:
+    """The recipes of the K members: ``recipe`` with seeds recipe.seed … recipe.seed + k − 1."""
+    return [dataclasses.replace(recipe, seed=recipe.seed + i) for i in range(k)]
+
+
+def members_folder(out) -> Path:
+    """``sifir-best.npz`` -> the folder ``sifir-best.members`` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".members")
+
+
+def member_path(out, recipe: Recipe) -> Path:
+    return members_folder(out) / f"seed-{recipe.seed}.npz"
+
+
+def _network_options(recipe_options: dict) -> dict:
+    return {k: v for k, v in recipe_options.items() if k not in _SAME_NETWORK}
+
+
+def finished_member(path, recipe: Recipe):
+    """(model, info) of a member at ``path`` trained by this very recipe, or None: no file, a
+    file that cannot be read (it is trained again), or one trained with other options."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        model, info = io.load_model(path)
+    except ModelFileError:
+        return None
+    options = info.get("recipe")
+    if not isinstance(options, dict) or _network_options(options) != _network_options(recipe.options()):
+        return None
+    return model, info
+
+
+def ensemble_info(recipe: Recipe, members: list[tuple[Path, dict]], test_accuracy: float | None,
+                  facts: DataFacts) -> dict:
+    """What the ensemble's model file keeps: ``members`` is [(member file, its info), …]."""
+    k = len(members)
+    return {"preset": recipe.model, "seed": recipe.seed, "ensemble": k,
+            "epochs": recipe.epochs, "optimizer": recipe.optimizer, "lr": recipe.lr,
+            "batch_size": recipe.batch_size, "schedule": recipe.schedule, "augment": recipe.augment,
+            "test_accuracy": test_accuracy, "recipe": recipe.options(),
+            "command": f"{recipe.command()} --ensemble {k}",
+            "members": [{"seed": info.get("seed"), "file": str(path), "epochs": info.get("epochs"),
+                         "best_epoch": info.get("best_epoch"), "test_accuracy": info.get("test_accuracy")}
+                        for path, info in members],
+            **facts.info()}
