@@ -1,7 +1,7 @@
 """The results table: every preset trained on several seeds with the very command a user runs,
 quoted as the median with min–max beside it, and the machine it ran on.
 
-    python benchmarks/results.py --json results.json --markdown           # seed, mlp, cnn, best × seeds 0,1,2
+    python benchmarks/results.py --json results.json --markdown           # seed, mlp, cnn, best, fast × seeds 0,1,2
     python benchmarks/results.py --presets cnn --seeds 0,1,2,3,4 --json cnn.json
     python benchmarks/results.py --presets best --ensemble 5 --json best.json   # also the 5-network ensemble
     python benchmarks/results.py --json results.json --markdown --report-only   # the table from a saved run
@@ -11,7 +11,10 @@ types, nothing tuned in between); its test accuracy, best validation epoch and s
 come from the model file it writes. Runs already in the JSON file are not repeated, so a long
 table can be built over several sittings (a full default run takes about an hour and a half on a
 2-core machine: most of it the `best` preset's 20 epochs × 3 seeds). Models are kept in
---models (default: a folder beside the JSON file), so an ensemble can be built from them.
+--models (default: a folder beside the JSON file). An ensemble (`--ensemble K`) is `sifir train
+--ensemble K`, whose members are the single runs of seeds S…S+K−1: those already trained here are
+handed to it (linked into its members folder, which it reads back because they were trained by
+the same recipe), so K = 5 after three seeds trains two more networks, not five.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from sifir import io  # noqa: E402
+from sifir.ensembles import members_folder  # noqa: E402
 
 
 def machine() -> str:
@@ -93,14 +97,14 @@ def table(results: dict, presets: list[str], ensemble: int | None) -> str:
             members = r.get("members") or []
             member_accs = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
             rows.append(f"| `{preset}` × {r['ensemble']} (ensemble) | {r['seed']}… | {r['test_accuracy']:.2%} "
-                        f"(members {summarise(member_accs)}) | {r['seconds_per_epoch'] or 0:.1f} | "
-                        f"{r['wall_seconds'] / 60:.1f} min | `{r['command'].split(' --quiet')[0]}` |")
+                        f"(members {summarise(member_accs)}) | – | {r['wall_seconds'] / 60:.1f} min (the members "
+                        f"not trained above) | `{r['command'].split(' --quiet')[0]}` |")
     return "\n".join(rows) + f"\n\nMachine: {results['machine']}.\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", default="seed,mlp,cnn,best", help="comma-separated presets")
+    p.add_argument("--presets", default="seed,mlp,cnn,best,fast", help="comma-separated presets")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (at least 3 for a median worth quoting)")
     p.add_argument("--ensemble", type=int, help="also train one K-network ensemble of each preset "
                    "(sifir train --ensemble K, seeds S…S+K−1)")
@@ -134,13 +138,20 @@ def main(argv=None) -> int:
         argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k)] if k else []))
         if shlex.join(argv) in done:
             continue
+        if k:   # the single runs of its seeds are its first members
+            for member_seed in range(seed, seed + k):
+                single = models / f"{preset}{'-' + tag if tag else ''}-s{member_seed}.npz"
+                kept = members_folder(models / f"{name}.npz") / f"seed-{member_seed}.npz"
+                if single.is_file() and not kept.exists():
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(single, kept)
         print(f"running: {shlex.join(argv)}", flush=True)
         r = run_one(argv, args.data_dir)
         r.update(preset=preset, seed=seed, ensemble=k, extra=extra)
         results["runs"].append(r)
         path.write_text(json.dumps(results, indent=1))   # after every run: a long table survives a stop
-        print(f"  test accuracy {r['test_accuracy']:.2%}, {r['seconds_per_epoch']:.1f} s/epoch, "
-              f"{r['wall_seconds'] / 60:.1f} min", flush=True)
+        per_epoch = f"{r['seconds_per_epoch']:.1f} s/epoch, " if r["seconds_per_epoch"] else ""
+        print(f"  test accuracy {r['test_accuracy']:.2%}, {per_epoch}{r['wall_seconds'] / 60:.1f} min", flush=True)
     path.write_text(json.dumps(results, indent=1))
     if args.markdown or args.report_only:
         print(table(results, presets, args.ensemble))

@@ -64,6 +64,23 @@ def test_results_table_trains_each_seed_once_and_quotes_the_median(mnist_dir, tm
     assert "running:" not in again and row in again   # resumed from the file: nothing trained twice
 
 
+def test_results_ensemble_is_built_from_the_seeds_already_trained(mnist_dir, tmp_path):
+    import json
+    script = [sys.executable, str(REPO / "benchmarks" / "results.py"), "--presets", "seed", "--seeds", "0,1",
+              "--ensemble", "2", "--train-args", "--epochs 1", "--data-dir", str(mnist_dir),
+              "--json", str(tmp_path / "r.json"), "--markdown"]
+    out = subprocess.run(script, capture_output=True, text=True, timeout=600, check=True).stdout
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    singles = {r["seed"]: r for r in runs if not r["ensemble"]}
+    (pair,) = [r for r in runs if r["ensemble"] == 2]
+    # its members are the very networks of the single runs: read back, not trained again
+    assert [m["test_accuracy"] for m in pair["members"]] == [singles[0]["test_accuracy"], singles[1]["test_accuracy"]]
+    import os
+    assert all(os.path.samefile(m["file"], singles[m["seed"]]["model"]) for m in pair["members"])
+    row = next(line for line in out.splitlines() if "× 2 (ensemble)" in line)
+    assert f"{pair['test_accuracy']:.2%}" in row and "sifir train --model seed --seed 0 --epochs 1 --ensemble 2" in row
+
+
 @pytest.mark.parametrize("extra", [[], ["--eval"]])
 def test_layer_ab_compares_two_copies_layer_by_layer(extra):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),
