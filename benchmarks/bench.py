@@ -2,8 +2,10 @@
 """sifir against PyTorch (and scikit-learn) on the same networks, data, batches and cores.
 
 One run measures every row at each core count (default: one core and every core, plus two when
-the machine has more, for the scaling from one to two). At c cores, sifir trains as a user's
-``sifir train`` does, on c worker processes with BLAS on one thread each; PyTorch runs c
+the machine has more, for the scaling from one to two). At c cores, sifir trains and infers as
+a user's ``sifir train`` does (``parallel.default_workers``): a network with convolutions on c
+worker processes (inference: c threads) with BLAS on one thread each, an MLP in one process whose
+BLAS runs c threads; PyTorch runs c
 threads (``torch.set_num_threads`` and every BLAS/OpenMP pool), scikit-learn c BLAS threads.
 Every row trains one architecture in each framework from the same initial weights, on the same
 55,000 MNIST training images, with the same batch size and optimizer. Epochs are interleaved
@@ -325,7 +327,8 @@ def inference(sifir_model, torch_model, sk, test_x, c: int, repeats: int = 5, si
     torch_model.eval()
     out = {"sifir": {}, "torch": {}}
     with cores(c):
-        out["sifir"]["all_s"] = _median_time(lambda: predict_logits(sifir_model, test_x, 1000, workers=c), repeats)
+        threads = parallel.default_workers(sifir_model, c)
+        out["sifir"]["all_s"] = _median_time(lambda: predict_logits(sifir_model, test_x, 1000, workers=threads), repeats)
         out["torch"]["all_s"] = _median_time(lambda: torch_predict(torch_model, tx), repeats)
         torch_model.eval()
         out["sifir"]["one_s"] = _median_time(lambda: sifir_model(one), single)
@@ -359,7 +362,7 @@ def run_row(row: Row, data, epochs: int, warmup: int, seed: int, counts: list[in
         nn.manual_seed(seed)
         torch.manual_seed(seed)
         model = row.build()     # the same initial weights at every core count
-        runs[("sifir", c)] = SifirRun(row, model, train_x, train_y, seed, workers=c)
+        runs[("sifir", c)] = SifirRun(row, model, train_x, train_y, seed, workers=parallel.default_workers(model, c))
         runs[("torch", c)] = TorchRun(row, to_torch(model), train_x, train_y, seed)
         if row.sklearn_hidden is not None:
             runs[("sklearn", c)] = SklearnRun(row, train_x, train_y, seed)
@@ -653,7 +656,8 @@ def markdown(report: dict) -> str:
         f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs; Python {m['python']}, NumPy {m['numpy']}, "
         f"PyTorch {m['torch']}, scikit-learn {m['sklearn']}. Thread pools (threadpoolctl): {blas}. "
         f"BLAS/OpenMP environment variables: {env}.",
-        f"Cores: {', '.join(map(str, s['cores']))} (sifir: that many worker processes, BLAS on one thread each; "
+        f"Cores: {', '.join(map(str, s['cores']))} (sifir as `sifir train` chooses: that many worker processes "
+        f"with BLAS on one thread each for the convolutional rows, one process with that many BLAS threads for the MLPs; "
         f"PyTorch and scikit-learn: that many threads). Timed epochs per row: {s['epochs']} on "
         f"{s['train_images']:,} images, interleaved, after an untimed warm-up epoch on {s['warmup_images']:,}; "
         f"seconds are the median. Load average at start / end: "

@@ -400,3 +400,11 @@ def test_plain_batchnorm_refuses_a_batch_split_over_workers():
     with pytest.raises(SifirError, match="plain BatchNorm .*one worker"):
         trainer.fit(x, y, epochs=1)
     assert no_workers_left()
+
+
+def test_default_workers_give_convolutional_networks_every_core_and_mlps_one():
+    from sifir import models
+    assert parallel.default_workers(models.build("cnn"), 4) == 4
+    assert parallel.default_workers(nn.Ensemble(models.build("fast"), models.build("fast")), 3) == 3
+    assert parallel.default_workers(models.build("mlp"), 4) == 1
+    assert parallel.default_workers(models.build("seed"), 4) == 1

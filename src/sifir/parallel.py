@@ -79,6 +79,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_workers(model: Module, cores: int | None = None) -> int:
+    """How many workers (training) or threads (inference) serve ``model`` best on ``cores``
+    (default: every usable core). A network of matrix products alone (an MLP) runs faster in one
+    process whose BLAS uses every core than split over workers, which meet twice a step and each
+    do a small product on one core (measured: docs/performance.md, "Which networks get workers");
+    a network with convolutions does most of its work outside BLAS, so it gets every core."""
+    from .nn.conv import Conv2d   # layers import nothing of this module; here only to classify
+    cores = usable_cores() if cores is None else cores
+    return cores if any(isinstance(m, Conv2d) for m in model.modules()) else 1
+
+
 def fork_problem() -> str | None:
     """Why this process cannot fork workers safely, or None when it can."""
     if "fork" not in multiprocessing.get_all_start_methods():

@@ -313,11 +313,13 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
                       schedule=schedule, augment=make_augment(recipe.augment, (0.0 - facts.mean) / facts.std),
                       on_batch=on_batch, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience,
-                      workers=recipe.workers or default_workers(recipe.preset))
+                      workers=recipe.workers or default_workers(recipe.preset, model))
     return Run(recipe, model, optimizer, schedule, loss_fn, trainer, facts)
 
 
-def default_workers(preset: models.Preset) -> int:
-    """Every core this process may use, or the preset's cap when more would not help."""
-    cores = parallel.usable_cores()
+def default_workers(preset: models.Preset, model: nn.Module | None = None) -> int:
+    """Every core this process may use for a network with convolutions, one worker (its BLAS on
+    every core) for one of matrix products alone (``parallel.default_workers``), and never more
+    than the preset's cap."""
+    cores = parallel.usable_cores() if model is None else parallel.default_workers(model)
     return min(cores, preset.max_workers) if preset.max_workers else cores

@@ -58,12 +58,13 @@ class EpochResult:
 
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000, workers: int | None = None) -> np.ndarray:
     """Logits for many inputs, in eval mode and in batches (bounded memory). With several
-    batches, ``workers`` threads share them (default: every usable core; sifir.parallel)."""
+    batches, ``workers`` threads share them (default: ``parallel.default_workers``: every usable
+    core for a network with convolutions, else one thread whose BLAS uses every core)."""
     was_training = model.training
     model.eval()
     try:
         if workers is None:
-            workers = parallel.usable_cores() if len(x) > batch_size else 1
+            workers = parallel.default_workers(model) if len(x) > batch_size else 1
         if workers > 1:
             return np.concatenate(parallel.map_batches(model, x, batch_size, workers))
         return np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
