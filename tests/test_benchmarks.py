@@ -91,3 +91,16 @@ def test_layer_ab_compares_two_copies_layer_by_layer(extra):
     parts = lines[1:-1]
     assert len(parts) == (12 if extra else 24)          # every layer's forward (and backward)
     assert all("after/before" in line for line in parts) and lines[-1].startswith("sum of the fastest")
+
+
+def test_workers_ab_compares_one_worker_with_every_core(mnist_dir):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "workers_ab.py"), "--images", "2000",
+                          "--rounds", "1", "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.strip().splitlines()
+    assert out[0].startswith("2,000 images, 1 rounds") and len(out) == 4
+    rows = dict(line.split(": ", 1) for line in out[1:])
+    assert set(rows) == {"784-128-10", "784-800-10", "LeNet-5"}
+    # the MLPs stay on one worker, the convolutional network gets every core
+    from sifir import parallel
+    assert rows["784-800-10"].endswith("default_workers: 1")
+    assert rows["LeNet-5"].endswith(f"default_workers: {parallel.usable_cores()}")
