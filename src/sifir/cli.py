@@ -93,11 +93,16 @@ def cmd_train(args) -> int:
         return _train_ensemble(args, recipe, data, out)
     code, path = _train_one(args, recipe, data, out)
     if code == 0:
-        remember_model(path)
-        if args.plots:
-            from .report import report_model_file
-            print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
+        _saved(args, path, data)
     return code
+
+
+def _saved(args, path: Path, data) -> None:
+    """A trained model file is the one `serve` and `report` take by default; its report if asked."""
+    remember_model(path)
+    if args.plots:
+        from .report import report_model_file
+        print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
 
 
 def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
@@ -127,13 +132,10 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
     _, test_acc = evaluate(model, data.test_x, data.test_y)
     path = io.save_model(out, model, ensemble_info(recipe, [(p, info) for p, _, info in members], test_acc,
                                                     data.facts))
-    remember_model(path)
     accuracies = ", ".join(f"{info['test_accuracy']:.2%}" for _, _, info in members)
     print(t("ensemble.done", k=k, path=path, members=accuracies))
     print(f"test accuracy: {test_acc:.2%}")
-    if args.plots:
-        from .report import report_model_file
-        print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
+    _saved(args, path, data)
     return 0
 
 
