@@ -57,6 +57,7 @@ from sifir.recipe import Recipe, build_run, load_data
 from sifir.train import Trainer, evaluate, predict_logits
 
 from before_after import lenet5 as lenet5_layers  # noqa: E402  (benchmarks/ is on the path)
+from machine import cpu_name  # noqa: E402
 
 TRAIN_SIZE = 55_000  # the first 55,000 training images; the last 5,000 are sifir's validation split
 HERE = Path(__file__).resolve().parent
@@ -592,14 +593,7 @@ def run_memory(data_dir, c: int, images: int, log) -> dict:
 
 # -- machine and output -----------------------------------------------------------------------
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import sklearn
     blas = [{"owner": _owner(lib.get("filepath", "")),
              **{k: lib.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",

@@ -32,22 +32,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from sifir import io  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/ is the script's folder)
+from sifir import io, parallel  # noqa: E402
 from sifir.ensembles import members_folder  # noqa: E402
 
 
 def machine() -> str:
-    """'Intel(R) Xeon(R) … , 2 cores, Linux' from /proc/cpuinfo and the cores this process may use."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name}, {cores} cores, {platform.system()}"
+    """'Intel(R) Xeon(R) … , 2 cores, Linux': the processor and the cores this process may use."""
+    return f"{cpu_name()}, {parallel.usable_cores()} cores, {platform.system()}"
 
 
 def command(preset: str, seed: int, out: Path, extra: list[str]) -> list[str]:

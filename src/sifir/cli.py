@@ -91,7 +91,7 @@ def cmd_train(args) -> int:
     data = load_data(recipe)
     if args.ensemble is not None and args.ensemble != 1:
         return _train_ensemble(args, recipe, data, out)
-    code, path = _train_one(args, recipe, data, out)
+    code, path, _ = _train_one(args, recipe, data, out)
     if code == 0:
         _saved(args, path, data)
     return code
@@ -123,11 +123,11 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
             continue
         print(t("ensemble.member", i=i, k=k, seed=member.seed), flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        code, path = _train_one(args, member, data, path)
+        code, path, trained = _train_one(args, member, data, path)
         if code != 0:
             print(t("ensemble.kept", folder=members_folder(out), done=len(members), k=k), file=sys.stderr)
             return code
-        members.append((path, *io.load_model(path)))
+        members.append((path, *trained))
     model = nn.Ensemble(*(m for _, m, _ in members))
     _, test_acc = evaluate(model, data.test_x, data.test_y)
     path = io.save_model(out, model, ensemble_info(recipe, [(p, info) for p, _, info in members], test_acc,
@@ -139,8 +139,9 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
     return 0
 
 
-def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None]:
-    """Train one network of ``recipe`` on ``data`` and save it to ``out``: (exit code, file)."""
+def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None, tuple | None]:
+    """Train one network of ``recipe`` on ``data`` and save it to ``out``: (exit code, file,
+    (model, info) as saved)."""
     from tqdm import tqdm
 
     from .train import Interrupted, evaluate
@@ -210,9 +211,10 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None]
             # the whole recipe (its data set too): resuming with other options would train another run
             print(f"continue with: {recipe.command()} --resume {args.checkpoint_dir or args.resume}",
                   file=sys.stderr)
-        return EXIT_INTERRUPTED, None
+        return EXIT_INTERRUPTED, None, None
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
-    path = io.save_model(out, model, run.info(test_acc))
+    info = run.info(test_acc)
+    path = io.save_model(out, model, info)
     seconds = sum(r.seconds for r in trainer.history)
     print(messages.t("parallel.train_time", seconds=messages.number(time.perf_counter() - started, decimals=1),
                      workers=trainer.workers))
@@ -220,7 +222,7 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None]
           f"{seconds / max(1, len(trainer.history)):.1f} s per epoch")
     print(f"model saved to {path}")
     print(f"test accuracy: {test_acc:.2%}")
-    return 0, path
+    return 0, path, (model, info)
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
