@@ -15,6 +15,12 @@ table can be built over several sittings (a full default run takes about an hour
 --ensemble K`, whose members are the single runs of seeds S…S+K−1: those already trained here are
 handed to it (linked into its members folder, which it reads back because they were trained by
 the same recipe), so K = 5 after three seeds trains two more networks, not five.
+
+A preset whose kept model reads the test images in views (`best`: 5) is quoted as it is kept,
+with the network on the image alone beside it: the lever's effect, seed by seed. A run in the
+JSON file from before its preset read in views (or in other views) is brought up to date
+without training again: views are read after training, so its network, read in the views its
+command keeps now, is what this version's `sifir train` saves (the model file is rewritten).
 """
 from __future__ import annotations
 
@@ -59,7 +65,45 @@ def run_one(argv: list[str], data_dir: str | None) -> dict:
     seconds = [h["seconds"] for h in info.get("history", [])]
     return {"command": shlex.join(argv), "test_accuracy": info["test_accuracy"], "best_epoch": info.get("best_epoch"),
             "epochs": info.get("epochs"), "seconds_per_epoch": statistics.median(seconds) if seconds else None,
-            "wall_seconds": wall, "model": str(out), "members": info.get("members")}
+            "wall_seconds": wall, "model": str(out), "members": info.get("members"),
+            "views": info.get("views", 1), "one_view_test_accuracy": info.get("one_view_test_accuracy")}
+
+
+def recipe_of(preset: str, extra: list[str], data_dir: str | None):
+    """The recipe `sifir train --model PRESET EXTRA…` trains, as this sifir reads it."""
+    from sifir import cli
+    args = cli.build_parser().parse_args(["train", "--model", preset, *extra]
+                                         + (["--data-dir", data_dir] if data_dir else []))
+    return cli.recipe_from_args(args)
+
+
+def read_in_views(run: dict, data_dir: str | None) -> bool:
+    """A run trained before its preset read the test images in views: its network read in the
+    views its command now keeps (what `sifir train` of this version saves after the very same
+    training, since views are read after it), the model file and the record brought up to date.
+    False when nothing needed doing."""
+    from sifir import nn
+    from sifir.recipe import in_views, load_data
+    from sifir.train import evaluate
+
+    recipe = recipe_of(run["preset"], run.get("extra", []), data_dir)
+    if run.get("views", 1) == recipe.views:
+        return False
+    model, info = io.load_model(run["model"])
+    data = load_data(recipe, log=lambda *a: None)
+    if isinstance(model, nn.Ensemble):
+        kept = nn.Ensemble(*(in_views(m, recipe.views, data.facts) for m in model))
+        one_view = evaluate(nn.Ensemble(*(in_views(m, 1) for m in model)), data.test_x, data.test_y)[1]
+    else:
+        kept = in_views(model, recipe.views, data.facts)
+        one_view = evaluate(in_views(model, 1), data.test_x, data.test_y)[1]
+    accuracy = evaluate(kept, data.test_x, data.test_y)[1]
+    info.update(test_accuracy=accuracy, views=recipe.views, one_view_test_accuracy=one_view)
+    if isinstance(info.get("recipe"), dict):
+        info["recipe"]["views"] = recipe.views
+    io.save_model(run["model"], kept, info)
+    run.update(test_accuracy=accuracy, views=recipe.views, one_view_test_accuracy=one_view)
+    return True
 
 
 def summarise(values: list[float]) -> str:
@@ -73,23 +117,31 @@ def summarise(values: list[float]) -> str:
 
 
 def table(results: dict, presets: list[str], ensemble: int | None) -> str:
-    rows = ["| preset | seeds | test accuracy, median [min–max] | s/epoch (median) | wall per run (median) | command |",
-            "| --- | ---: | --- | ---: | ---: | --- |"]
+    rows = ["| preset | seeds | test accuracy, median [min–max] | the network on the image alone (where read in views) "
+            "| s/epoch (median) | wall per run (median) | command |",
+            "| --- | ---: | --- | --- | ---: | ---: | --- |"]
     for preset in presets:
         runs = [r for r in results["runs"] if r["preset"] == preset and not r.get("ensemble")]
         if runs:
             accs = [r["test_accuracy"] for r in runs]
+            alone = [r["one_view_test_accuracy"] for r in runs if r.get("views", 1) > 1]
             spe = statistics.median([r["seconds_per_epoch"] for r in runs])
             wall = statistics.median([r["wall_seconds"] for r in runs])
             seeds = ",".join(str(r["seed"]) for r in runs)
             options = "".join(" " + shlex.quote(a) for a in runs[0].get("extra", []))
-            rows.append(f"| `{preset}` | {seeds} | {summarise(accs)} | {spe:.1f} | {wall / 60:.1f} min | "
-                        f"`sifir train --model {preset} --seed S{options}` |")
+            views = f" ({runs[0]['views']} views)" if alone else ""
+            rows.append(f"| `{preset}` | {seeds} | {summarise(accs)}{views} | {summarise(alone)} | {spe:.1f} | "
+                        f"{wall / 60:.1f} min | `sifir train --model {preset} --seed S{options}` |")
+        singles = {r["seed"]: r for r in runs}
         for r in (r for r in results["runs"] if r["preset"] == preset and r.get("ensemble")):
-            members = r.get("members") or []
-            member_accs = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
+            seeds = range(r["seed"], r["seed"] + r["ensemble"])
+            if all(s in singles for s in seeds):   # the members are these single runs (as kept now)
+                member_accs = [singles[s]["test_accuracy"] for s in seeds]
+            else:
+                member_accs = [m["test_accuracy"] for m in r.get("members") or [] if m.get("test_accuracy") is not None]
+            alone = f"{r['one_view_test_accuracy']:.2%}" if r.get("views", 1) > 1 else "–"
             rows.append(f"| `{preset}` × {r['ensemble']} (ensemble) | {r['seed']}… | {r['test_accuracy']:.2%} "
-                        f"(members {summarise(member_accs)}) | – | {r['wall_seconds'] / 60:.1f} min (the members "
+                        f"(members {summarise(member_accs)}) | {alone} | – | {r['wall_seconds'] / 60:.1f} min (the members "
                         f"not trained above) | `{r['command'].split(' --quiet')[0]}` |")
     return "\n".join(rows) + f"\n\nMachine: {results['machine']}.\n"
 
@@ -125,6 +177,11 @@ def main(argv=None) -> int:
             plan.append((preset, seed, None))
         if args.ensemble:
             plan.append((preset, seeds[0], args.ensemble))
+    for run in results["runs"] if not args.report_only else []:
+        if run["preset"] in presets and Path(run["model"]).is_file() and read_in_views(run, args.data_dir):
+            print(f"read in {run['views']} views: {run['command']} → {run['test_accuracy']:.2%} "
+                  f"(one view {run['one_view_test_accuracy']:.2%})", flush=True)
+            path.write_text(json.dumps(results, indent=1))
     for preset, seed, k in plan if not args.report_only else []:
         name = f"{preset}{'-' + tag if tag else ''}-s{seed}" + (f"-x{k}" if k else "")
         argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k)] if k else []))

@@ -81,6 +81,29 @@ def test_results_ensemble_is_built_from_the_seeds_already_trained(mnist_dir, tmp
     assert f"{pair['test_accuracy']:.2%}" in row and "sifir train --model seed --seed 0 --epochs 1 --ensemble 2" in row
 
 
+def test_results_reads_a_run_trained_before_views_in_the_views_its_command_keeps_now(mnist_dir, tmp_path):
+    import results
+
+    from sifir import io, nn
+    from test_cli import sifir
+    out = tmp_path / "seed-s0.npz"
+    assert sifir("train", "--model", "seed", "--epochs", "1", "--data-dir", mnist_dir, "--out", out, "--quiet",
+                 env={"SIFIR_STATE_DIR": str(tmp_path)}).returncode == 0
+    alone = io.load_model(out)[1]["test_accuracy"]
+    # a record as a run without views left it; its command now keeps the network in 5 views
+    run = {"preset": "seed", "seed": 0, "extra": ["--epochs", "1", "--views", "5"], "model": str(out),
+           "test_accuracy": alone}
+    assert results.read_in_views(run, str(mnist_dir))
+    model, info = io.load_model(out)
+    assert isinstance(model, nn.Views) and model.views == 5 and info["recipe"]["views"] == 5
+    assert run["views"] == 5 and run["one_view_test_accuracy"] == alone == info["one_view_test_accuracy"]
+    assert run["test_accuracy"] == info["test_accuracy"]
+    assert not results.read_in_views(run, str(mnist_dir))   # once is enough
+    row = results.table({"runs": [{**run, "seconds_per_epoch": 1.0, "wall_seconds": 60.0, "command": "c"}],
+                         "machine": "m"}, ["seed"], None).splitlines()[2]
+    assert f"{run['test_accuracy']:.2%} (5 views) | {alone:.2%} |" in row
+
+
 @pytest.mark.parametrize("extra", [[], ["--eval"]])
 def test_layer_ab_compares_two_copies_layer_by_layer(extra):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),

@@ -70,14 +70,17 @@ def hidden_activations(model: nn.Module, x: np.ndarray) -> tuple[list[LayerOutpu
     """(outputs of the nonlinearities in order, the model's output) for input ``x``.
 
     An ensemble's members each have their own hidden layers; the first member's are shown (their
-    indices start with "0."), and the output is the ensemble's."""
-    if isinstance(model, nn.Ensemble):
-        hidden, _ = hidden_activations(model[0], x)
+    indices start with "0."), and the output is the ensemble's. A network read in views
+    (``nn.Views``) shows its layers for the input as it is (indices "net.…"), and the output
+    averages the views."""
+    if isinstance(model, (nn.Ensemble, nn.Views)):
+        inner, prefix = (model[0], "0") if isinstance(model, nn.Ensemble) else (model.net, "net")
+        hidden, _ = hidden_activations(inner, x)
         was_training = model.training
         try:
             output = model.eval()(x)
         finally:
             model.train(was_training)
-        return [LayerOutput(f"0.{o.index}", o.layer, o.output) for o in hidden], output
+        return [LayerOutput(f"{prefix}.{o.index}", o.layer, o.output) for o in hidden], output
     outputs = layer_outputs(model, x)
     return [o for o in outputs if is_activation(o.layer)], outputs[-1].output

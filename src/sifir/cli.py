@@ -18,7 +18,7 @@ from .augment import AUGMENTS
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
 from .messages import MESSAGES, t
-from .recipe import Recipe, build_run, load_data
+from .recipe import Recipe, build_run, in_views, load_data
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -119,7 +119,7 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
         if done is not None:
             print(t("ensemble.reused", i=i, k=k, seed=member.seed, path=path,
                     accuracy=f"{done[1].get('test_accuracy') or 0:.2%}"), flush=True)
-            members.append((path, *done))
+            members.append((path, in_views(done[0], member.views, data.facts), done[1]))
             continue
         print(t("ensemble.member", i=i, k=k, seed=member.seed), flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,17 +212,21 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
             print(f"continue with: {recipe.command()} --resume {args.checkpoint_dir or args.resume}",
                   file=sys.stderr)
         return EXIT_INTERRUPTED, None, None
-    test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
-    info = run.info(test_acc)
-    path = io.save_model(out, model, info)
+    kept = run.kept_model()
+    one_view = evaluate(model, data.test_x, data.test_y)[1] if kept is not model else None
+    test_loss, test_acc = evaluate(kept, data.test_x, data.test_y)
+    info = run.info(test_acc, one_view)
+    path = io.save_model(out, kept, info)
     seconds = sum(r.seconds for r in trainer.history)
     print(messages.t("parallel.train_time", seconds=messages.number(time.perf_counter() - started, decimals=1),
                      workers=trainer.workers))
     print(f"best validation accuracy {trainer.best_acc:.2%} at epoch {trainer.best_epoch}; "
           f"{seconds / max(1, len(trainer.history)):.1f} s per epoch")
     print(f"model saved to {path}")
+    if one_view is not None:
+        print(t("views.test", alone=f"{one_view:.2%}", views=recipe.views, both=f"{test_acc:.2%}"))
     print(f"test accuracy: {test_acc:.2%}")
-    return 0, path, (model, info)
+    return 0, path, (kept, info)
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
@@ -428,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", choices=list(AUGMENTS), help="data augmentation of training batches: "
                    "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion), "
                    "flip (shift + left-right mirror), erase (flip + random erasing) (preset's default)")
+    t.add_argument("--views", type=int, choices=(1, 5, 9), help="the kept model reads each test image in this "
+                   "many views (as it is, and moved one pixel: 4 ways, 8 with the diagonals) and averages "
+                   "their probabilities; 1: the image alone (preset's default: 5 for best, else 1)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")

@@ -26,8 +26,9 @@ from .recipe import Recipe
 __all__ = ["MAX_MEMBERS", "member_recipes", "member_path", "members_folder", "finished_member", "ensemble_info"]
 
 MAX_MEMBERS = 64   # an ensemble is read by every prediction: far beyond this nothing is gained
-# A member trained with another --data-dir or number of workers is still the same network.
-_SAME_NETWORK = ("data_dir", "workers")
+# A member trained with another --data-dir or number of workers is still the same network; so is
+# one kept in other views (they are read after training: the caller puts it in the recipe's).
+_SAME_NETWORK = ("data_dir", "workers", "views")
 
 
 def member_recipes(recipe: Recipe, k: int) -> list[Recipe]:
@@ -72,7 +73,7 @@ def ensemble_info(recipe: Recipe, members: list[tuple[Path, dict]], test_accurac
     return {"preset": recipe.model, "seed": recipe.seed, "ensemble": k,
             "epochs": recipe.epochs, "optimizer": recipe.optimizer, "lr": recipe.lr,
             "batch_size": recipe.batch_size, "schedule": recipe.schedule, "augment": recipe.augment,
-            "test_accuracy": test_accuracy, "recipe": recipe.options(),
+            "views": recipe.views, "test_accuracy": test_accuracy, "recipe": recipe.options(),
             "command": f"{recipe.command()} --ensemble {k}",
             "members": [{"seed": info.get("seed"), "file": str(path), "epochs": info.get("epochs"),
                          "best_epoch": info.get("best_epoch"), "test_accuracy": info.get("test_accuracy")}

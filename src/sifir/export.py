@@ -62,6 +62,11 @@ class _Graph:
         self.weights.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
         return name
 
+    def ints(self, name: str, values) -> str:
+        """An int64 constant (shapes, pads, slice bounds), as an initialiser."""
+        self.weights.append(self.onnx.numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
     def node(self, op: str, inputs: list[str], where: str, output: str | None = None, **attributes) -> str:
         output = output or f"{where}.{op.lower()}"   # tensors named after their layer: "3.relu"
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=f"{where} {op}", **attributes))
@@ -125,6 +130,35 @@ def _ensemble(ensemble: nn.Ensemble, g: _Graph, x: str, where: str) -> str:
     return g.node("Log", [g.node("Max", [mean, tiny], here)], here)
 
 
+def _views(views: nn.Views, g: _Graph, x: str, where: str) -> str:
+    # What nn.Views computes, in one batch: the V shifted copies of the input stacked along the
+    # batch axis (view-major), the network once on them, then the views' probabilities averaged.
+    here = f"{where}.views" if where else "views"
+    h, w = views.image
+    images = g.node("Reshape", [x, g.ints(f"{here}.image_shape", [0, -1, h, w])], f"{here}.image")
+    shape = g.node("Shape", [x], here)
+    fill = g.weight(f"{here}.fill", np.array(views.fill, np.float32))
+    # one pixel of fill around the image: a view is then a window of the padded picture
+    padded = g.node("Pad", [images, g.ints(f"{here}.pads", [0, 0, 1, 1, 0, 0, 1, 1]), fill], here)
+    axes = g.ints(f"{here}.axes", [2, 3])
+    copies = []
+    for v, (dy, dx) in enumerate(views.shifts):
+        name = f"{here}.view{v}"
+        # view[r, c] = image[r − dy, c − dx] = padded[r + 1 − dy, c + 1 − dx]
+        window = g.node("Slice", [padded, g.ints(f"{name}.starts", [1 - dy, 1 - dx]),
+                                  g.ints(f"{name}.ends", [1 - dy + h, 1 - dx + w]), axes], name)
+        copies.append(g.node("Reshape", [window, shape], name))
+    batch = g.node("Concat", copies, here, axis=0)
+    probs = g.node("Softmax", [_emit(views.net, g, batch, f"{where}.net" if where else "net")], here, axis=-1)
+    # (V·N, K) → (V, N, K): the class count is read from the probabilities' own shape
+    classes = g.node("Slice", [g.node("Shape", [probs], f"{here}.probs"), g.ints(f"{here}.one", [1]),
+                               g.ints(f"{here}.two", [2])], f"{here}.classes")
+    by_view = g.node("Concat", [g.ints(f"{here}.by_view", [len(views.shifts), -1]), classes], f"{here}.by_view", axis=0)
+    mean = g.node("ReduceMean", [g.node("Reshape", [probs, by_view], f"{here}.by_view")], here, axes=[0], keepdims=0)
+    tiny = g.weight(f"{here}.tiny", np.array(np.finfo(np.float32).tiny, np.float32))
+    return g.node("Log", [g.node("Max", [mean, tiny], here)], here)
+
+
 # Exact types: a future subclass of a layer is not silently exported as its parent.
 OPERATORS = {
     nn.Linear: _linear, nn.Conv2d: _conv,
@@ -143,6 +177,8 @@ def _emit(module: nn.Module, g: _Graph, x: str, where: str) -> str:
         return x
     if type(module) is nn.Ensemble:
         return _ensemble(module, g, x, where)
+    if type(module) is nn.Views:
+        return _views(module, g, x, where)
     emit = OPERATORS.get(type(module))
     if emit is None:
         known = ", ".join(sorted(cls.__name__ for cls in OPERATORS))

@@ -33,6 +33,8 @@ def describe(module: nn.Module) -> dict:
         return {"type": "Sequential", "layers": [describe(layer) for layer in module]}
     if isinstance(module, nn.Ensemble):
         return {"type": "Ensemble", "members": [describe(member) for member in module]}
+    if isinstance(module, nn.Views):
+        return {"type": "Views", "config": module.config(), "net": describe(module.net)}
     return {"type": type(module).__name__, "config": module.config()}
 
 
@@ -57,6 +59,8 @@ def build(spec: dict, budget: int | None = None) -> nn.Module:
         return _build_sequential(spec.get("layers", []), budget)
     if kind == "Ensemble":
         return _build_ensemble(spec.get("members", []), budget)
+    if kind == "Views":
+        return _build_views(spec, budget)
     cls = nn.LAYERS.get(kind)
     if cls is None:
         raise ModelFileError(f"unknown layer type '{_short(kind)}' (this sifir knows {', '.join(sorted(nn.LAYERS))})")
@@ -98,6 +102,23 @@ def _build_ensemble(members, budget: int | None) -> nn.Ensemble:
             raise ModelFileError(f"the ensemble needs more values than the file holds ({budget:,}): "
                                  "its arrays belong to another model, or the file is damaged")
     return nn.Ensemble(*built)
+
+
+def _build_views(spec: dict, budget: int | None) -> nn.Views:
+    config = spec.get("config", {})
+    if not isinstance(config, dict) or set(config) - {"views", "fill", "image"}:
+        raise ModelFileError(f"bad arguments for Views: {_short(config)}")
+    fill = config.get("fill", 0.0)
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not math.isfinite(fill):
+        raise ModelFileError(f"bad arguments for Views: fill must be a finite number, got {_short(fill)}")
+    net = spec.get("net")
+    if isinstance(net, dict) and net.get("type") == "Views":
+        raise ModelFileError("bad arguments for Views: a network already read in views cannot be wrapped again")
+    built = build(net, budget)
+    try:
+        return nn.Views(built, **config)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"bad arguments for Views: {_short(str(e))}") from None
 
 
 def _sizes(value) -> list[int]:

@@ -35,6 +35,7 @@ class Preset:
     max_workers: int | None = None  # a cap on the default number of workers (None: every core)
     label_smoothing: float = 0.0
     augment: str | None = None
+    views: int = 1                  # test-time views the kept model reads each input in (nn.Views)
     extra: dict = field(default_factory=dict)
     recipes: dict = field(default_factory=dict)   # data set name -> the options that differ there
 
@@ -137,6 +138,9 @@ PRESETS: dict[str, Preset] = {
                    "one-cycle, label smoothing, affine + elastic augmentation",
                    optimizer="adamw", lr=3e-3, batch_size=128, epochs=20, weight_decay=1e-4,
                    schedule="onecycle", label_smoothing=0.1, augment="elastic",
+                   # the kept network reads each digit as it is and moved one pixel four ways
+                   # (docs/benchmarks.md, "Test-time views")
+                   views=5,
                    # clothes: no elastic wobble (a handwriting effect); mirroring and random erasing
                    recipes={"fashion-mnist": dict(epochs=25, augment="erase")}),
     "fast": Preset(fast, "conv 5×5/2 16 → BN → conv 32 → pool → BN → 256 → 10, Adam, one-cycle, label "

@@ -29,9 +29,13 @@ import numpy as np
 from . import models, nn, optim, parallel
 from .augment import AUGMENTS, make_augment
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
+from .data.datasets import IMAGE_SHAPE
 from .data.inputs import MNIST_FACTS, DataFacts
 from .errors import SifirError
 from .messages import language, t
+from .nn.views import SHIFTS
+
+VIEWS = tuple(SHIFTS)   # 1: the image alone; 5: and its one-pixel moves; 9: and the diagonals
 
 
 class RecipeError(SifirError):
@@ -74,7 +78,7 @@ class Limits:
 
 # Options that are None take the preset's value; these are the ones a preset sets.
 PRESET_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-                 "label_smoothing", "augment")
+                 "label_smoothing", "augment", "views")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class Recipe:
     schedule: str | None = None
     label_smoothing: float | None = None
     augment: str | None = None
+    views: int | None = None       # the kept model reads each input in 1, 5 or 9 views (nn.Views)
     patience: int | None = None
     validation: int = 5000
     seed: int = 0
@@ -153,6 +158,9 @@ class Recipe:
         _choice("schedule", self.schedule, optim.SCHEDULES)
         _number("label_smoothing", self.label_smoothing, 0, 1, open_high=True)
         _choice("augment", self.augment, AUGMENTS)
+        if isinstance(self.views, bool) or not isinstance(self.views, (int, np.integer)) or self.views not in VIEWS:
+            raise RecipeError("views", "views", option=_label("views"), choices=", ".join(map(str, VIEWS)),
+                              value=_short(self.views))
         if self.patience is not None:
             _integer("patience", self.patience, 1, 10_000)
         _integer("validation", self.validation, 1, 59_999)
@@ -264,14 +272,31 @@ class Run:
     trainer: object   # train.Trainer (imported lazily: train imports io, io imports nn)
     facts: DataFacts = MNIST_FACTS
 
-    def info(self, test_accuracy: float | None) -> dict:
+    def kept_model(self) -> nn.Module:
+        """The model a finished run keeps: the trained network, read in the recipe's views."""
+        return in_views(self.model, self.recipe.views, self.facts)
+
+    def info(self, test_accuracy: float | None, one_view_accuracy: float | None = None) -> dict:
         """The facts a model file keeps about how it was trained, and on what (the data set,
-        its class names, the input normalisation)."""
+        its class names, the input normalisation). With views, ``one_view_accuracy`` is the
+        network's test accuracy on the images alone."""
         r, t = self.recipe, self.trainer
-        return {"preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
+        views = {"views": r.views, "one_view_test_accuracy": one_view_accuracy} if (r.views or 1) > 1 else {}
+        return {**views, "preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
                 "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
                 "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
                 "command": r.command(), "history": [vars(h) for h in t.history], **self.facts.info()}
+
+
+def in_views(net: nn.Module, views: int | None, facts: DataFacts = MNIST_FACTS) -> nn.Module:
+    """``net`` read in ``views`` views (``nn.Views``; the network alone for 1 or None). Views are
+    read after training, so a network kept in other views is unwrapped first: the same trained
+    network in any number of views. The uncovered border of a moved image is the background,
+    a blank pixel (0) once normalised with the data set's mean and std."""
+    net = net.net if isinstance(net, nn.Views) else net
+    if (views or 1) == 1:
+        return net
+    return nn.Views(net, views, fill=(0.0 - facts.mean) / facts.std, image=IMAGE_SHAPE)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,

@@ -288,9 +288,11 @@ class Watch:
     def snapshot_of_model(self) -> dict:
         """The weights now and the model file's info, with the test accuracy they reach."""
         data = self.data
-        _, test_acc = evaluate(self.model, data.test_x, data.test_y)
-        return {"weights": {k: v.copy() for k, v in self.model.state_dict().items()},
-                "architecture": io.describe(self.model), "info": _json_safe(self.run_.info(test_acc)),
+        kept = self.run_.kept_model()   # the network, in the recipe's views (as `sifir train` keeps it)
+        _, test_acc = evaluate(kept, data.test_x, data.test_y)
+        one_view = evaluate(self.model, data.test_x, data.test_y)[1] if kept is not self.model else None
+        return {"weights": {k: v.copy() for k, v in kept.state_dict().items()},
+                "architecture": io.describe(kept), "info": _json_safe(self.run_.info(test_acc, one_view)),
                 "step": self.trainer.optimizer.step_count}
 
     def keep_before(self) -> None:

@@ -10,6 +10,7 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Parameter, Sequential
 from .ensemble import Ensemble
+from .views import Views, views_of
 
 # Every layer type a saved model may name. Loading builds layers only from this table, so a
 # model file can describe an architecture but never run code.
@@ -26,8 +27,8 @@ def register(cls):
 
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Ensemble", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+    "Module", "Parameter", "Sequential", "Ensemble", "Views", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
     "Flatten", "Identity", "Dropout", "Softmax", "CrossEntropyLoss", "MSELoss", "LAYERS",
-    "register", "softmax", "log_softmax", "one_hot", "manual_seed",
+    "register", "views_of", "softmax", "log_softmax", "one_hot", "manual_seed",
     "Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d",
 ]

@@ -228,7 +228,9 @@ def describe_model(name: str, model: nn.Module, info: dict, facts: DataFacts) ->
                        for a in activation_list(hidden)],
             "outputs": int(output.shape[-1]), "info": _json_safe(info),
             # an ensemble's members each have their own layers: "hidden" are the first member's
-            "ensemble": len(model) if isinstance(model, nn.Ensemble) else None}
+            "ensemble": len(model) if isinstance(model, nn.Ensemble) else None,
+            # test-time views: the answer averages the probabilities of this many shifted copies
+            "views": nn.views_of(model)}
 
 
 def _rounded(a: np.ndarray) -> list:

@@ -384,6 +384,7 @@
         parts.push(t("test_accuracy", { percent: number(100 * info.test_accuracy, 1), dataset }));
       }
       if (model.ensemble) parts.push(t("ensemble", { count: number(model.ensemble) }));
+      if (model.views > 1) parts.push(t("views", { count: number(model.views) }));
       modelEl.textContent = parts.join(" · ");
       if (Array.isArray(model.classes) && model.classes.join("\n") !== classes.join("\n")) {
         buildBars(model.classes);
