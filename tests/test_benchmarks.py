@@ -104,6 +104,19 @@ def test_results_reads_a_run_trained_before_views_in_the_views_its_command_keeps
     assert f"{run['test_accuracy']:.2%} (5 views) | {alone:.2%} |" in row
 
 
+def test_views_compares_each_network_with_itself_in_views(trained_seed_model, mnist_dir, tmp_path):
+    from sifir import io, nn
+    model, info = io.load_model(trained_seed_model)
+    kept = io.save_model(tmp_path / "kept.npz", nn.Views(model, 9, fill=-0.42), info)
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "views.py"), str(trained_seed_model), str(kept),
+                          "--views", "5", "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+    first, second = (line.split(": ", 1)[1] for line in out[:2])
+    assert first == second   # the network is taken out of the views it is kept in: the same figures
+    assert first.startswith("validation ") and ", 5 views " in first and "  test " in first
+    assert out[2] == "median over 2 models:" and out[3].startswith("  validation: one view")
+
+
 @pytest.mark.parametrize("extra", [[], ["--eval"]])
 def test_layer_ab_compares_two_copies_layer_by_layer(extra):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),
