@@ -132,7 +132,7 @@ def test_onnx_gives_what_sifir_gives():
 
 
 def test_the_recipe_says_how_many_views():
-    assert Recipe(model="best").resolved().views == 5
+    assert Recipe(model="best").resolved().views == 9
     assert Recipe(model="cnn").resolved().views == 1 and Recipe(model="custom").resolved().views == 1
     assert Recipe(model="cnn", views=9).resolved().command() == "sifir train --model cnn --views 9"
     assert Recipe(model="best", views=1).resolved().command() == "sifir train --model best --views 1"

@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "flip (shift + left-right mirror), erase (flip + random erasing) (preset's default)")
     t.add_argument("--views", type=int, choices=(1, 5, 9), help="the kept model reads each test image in this "
                    "many views (as it is, and moved one pixel: 4 ways, 8 with the diagonals) and averages "
-                   "their probabilities; 1: the image alone (preset's default: 5 for best, else 1)")
+                   "their probabilities; 1: the image alone (preset's default: 9 for best, else 1)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
