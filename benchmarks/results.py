@@ -139,7 +139,7 @@ def table(results: dict, presets: list[str], ensemble: int | None) -> str:
                 member_accs = [singles[s]["test_accuracy"] for s in seeds]
             else:
                 member_accs = [m["test_accuracy"] for m in r.get("members") or [] if m.get("test_accuracy") is not None]
-            alone = f"{r['one_view_test_accuracy']:.2%}" if r.get("views", 1) > 1 else "–"
+            alone = summarise([r["one_view_test_accuracy"]] if r.get("one_view_test_accuracy") is not None else [])
             rows.append(f"| `{preset}` × {r['ensemble']} (ensemble) | {r['seed']}… | {r['test_accuracy']:.2%} "
                         f"(members {summarise(member_accs)}) | {alone} | – | {r['wall_seconds'] / 60:.1f} min (the members "
                         f"not trained above) | `{r['command'].split(' --quiet')[0]}` |")

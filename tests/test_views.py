@@ -172,7 +172,7 @@ def test_train_keeps_the_network_in_views_and_says_both_accuracies(tmp_path, mni
     assert info["test_accuracy"] == evaluate(model, data.test_x, data.test_y)[1] > 0.85
     assert info["one_view_test_accuracy"] == evaluate(model.net, data.test_x, data.test_y)[1] > 0.85
     lines = result.stdout.splitlines()
-    assert f"test accuracy of the network alone: {info['one_view_test_accuracy']:.2%}; read in 5 views" in lines[-2]
+    assert f"test accuracy on the images alone: {info['one_view_test_accuracy']:.2%}; read in 5 views" in lines[-2]
     assert lines[-1] == f"test accuracy: {info['test_accuracy']:.2%}"
 
     # an ensemble in views takes this network (trained by the same recipe) as its first member
@@ -186,6 +186,9 @@ def test_train_keeps_the_network_in_views_and_says_both_accuracies(tmp_path, mni
     ensemble, ensemble_info = io.load_model(tmp_path / "pair.npz")
     assert all(isinstance(m, nn.Views) and m.views == 5 for m in ensemble) and ensemble_info["views"] == 5
     assert ensemble_info["test_accuracy"] == evaluate(ensemble, data.test_x, data.test_y)[1]
+    alone = nn.Ensemble(*(m.net for m in ensemble))
+    assert ensemble_info["one_view_test_accuracy"] == evaluate(alone, data.test_x, data.test_y)[1]
+    assert f"test accuracy on the images alone: {ensemble_info['one_view_test_accuracy']:.2%}" in pair.stdout
 
 
 def test_every_front_end_reads_a_model_in_views(tmp_path, mnist_dir):

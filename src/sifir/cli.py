@@ -130,10 +130,15 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
         members.append((path, *trained))
     model = nn.Ensemble(*(m for _, m, _ in members))
     _, test_acc = evaluate(model, data.test_x, data.test_y)
+    one_view = None
+    if (recipe.views or 1) > 1:   # the same networks on the images alone: what the views add
+        _, one_view = evaluate(nn.Ensemble(*(in_views(m, 1) for _, m, _ in members)), data.test_x, data.test_y)
     path = io.save_model(out, model, ensemble_info(recipe, [(p, info) for p, _, info in members], test_acc,
-                                                    data.facts))
+                                                    data.facts, one_view))
     accuracies = ", ".join(f"{info['test_accuracy']:.2%}" for _, _, info in members)
     print(t("ensemble.done", k=k, path=path, members=accuracies))
+    if one_view is not None:
+        print(t("views.test", alone=f"{one_view:.2%}", views=recipe.views, both=f"{test_acc:.2%}"))
     print(f"test accuracy: {test_acc:.2%}")
     _saved(args, path, data)
     return 0

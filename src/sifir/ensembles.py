@@ -67,10 +67,12 @@ def finished_member(path, recipe: Recipe):
 
 
 def ensemble_info(recipe: Recipe, members: list[tuple[Path, dict]], test_accuracy: float | None,
-                  facts: DataFacts) -> dict:
-    """What the ensemble's model file keeps: ``members`` is [(member file, its info), …]."""
+                  facts: DataFacts, one_view_accuracy: float | None = None) -> dict:
+    """What the ensemble's model file keeps: ``members`` is [(member file, its info), …]; with
+    views, ``one_view_accuracy`` is the members' together on the images alone."""
     k = len(members)
-    return {"preset": recipe.model, "seed": recipe.seed, "ensemble": k,
+    views = {"one_view_test_accuracy": one_view_accuracy} if (recipe.views or 1) > 1 else {}
+    return {**views, "preset": recipe.model, "seed": recipe.seed, "ensemble": k,
             "epochs": recipe.epochs, "optimizer": recipe.optimizer, "lr": recipe.lr,
             "batch_size": recipe.batch_size, "schedule": recipe.schedule, "augment": recipe.augment,
             "views": recipe.views, "test_accuracy": test_accuracy, "recipe": recipe.options(),
