@@ -82,22 +82,15 @@ def read_in_views(run: dict, data_dir: str | None) -> bool:
     views its command now keeps (what `sifir train` of this version saves after the very same
     training, since views are read after it), the model file and the record brought up to date.
     False when nothing needed doing."""
-    from sifir import nn
-    from sifir.recipe import in_views, load_data
-    from sifir.train import evaluate
+    from sifir.recipe import in_views, load_data, test_accuracies
 
     recipe = recipe_of(run["preset"], run.get("extra", []), data_dir)
     if run.get("views", 1) == recipe.views:
         return False
     model, info = io.load_model(run["model"])
     data = load_data(recipe, log=lambda *a: None)
-    if isinstance(model, nn.Ensemble):
-        kept = nn.Ensemble(*(in_views(m, recipe.views, data.facts) for m in model))
-        one_view = evaluate(nn.Ensemble(*(in_views(m, 1) for m in model)), data.test_x, data.test_y)[1]
-    else:
-        kept = in_views(model, recipe.views, data.facts)
-        one_view = evaluate(in_views(model, 1), data.test_x, data.test_y)[1]
-    accuracy = evaluate(kept, data.test_x, data.test_y)[1]
+    kept = in_views(model, recipe.views, data.facts)
+    accuracy, one_view = test_accuracies(kept, data)
     info.update(test_accuracy=accuracy, views=recipe.views, one_view_test_accuracy=one_view)
     if isinstance(info.get("recipe"), dict):
         info["recipe"]["views"] = recipe.views

@@ -32,11 +32,9 @@ def split_accuracies(model: nn.Module, info: dict, views: list[int], data_dir: s
     recipe = Recipe(model=options.get("model", "mlp"), dataset=options.get("dataset", "mnist"),
                     validation=options.get("validation", 5000), data_dir=data_dir or options.get("data_dir"))
     data = load_data(recipe.resolved(), log=lambda *a: None)
-    members = list(model) if isinstance(model, nn.Ensemble) else [model]
     out = {}
     for v in [1, *views]:
-        read = [in_views(m, v, data.facts) for m in members]
-        kept = read[0] if len(read) == 1 else nn.Ensemble(*read)
+        kept = in_views(model, v, data.facts)
         out["validation", v] = evaluate(kept, data.val_x, data.val_y)[1]
         out["test", v] = evaluate(kept, data.test_x, data.test_y)[1]
     return out

@@ -18,7 +18,7 @@ from .augment import AUGMENTS
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
 from .messages import MESSAGES, t
-from .recipe import Recipe, build_run, in_views, load_data
+from .recipe import VIEWS, Recipe, build_run, in_views, load_data, test_accuracies
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -109,7 +109,6 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
     """``sifir train --ensemble K``: K members one after another (each on every core), then one
     model file; members already trained by the same recipe are read back, not trained again."""
     from .ensembles import ensemble_info, finished_member, member_path, member_recipes, members_folder
-    from .train import evaluate
 
     k = args.ensemble
     members = []
@@ -129,10 +128,7 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
             return code
         members.append((path, *trained))
     model = nn.Ensemble(*(m for _, m, _ in members))
-    _, test_acc = evaluate(model, data.test_x, data.test_y)
-    one_view = None
-    if (recipe.views or 1) > 1:   # the same networks on the images alone: what the views add
-        _, one_view = evaluate(nn.Ensemble(*(in_views(m, 1) for _, m, _ in members)), data.test_x, data.test_y)
+    test_acc, one_view = test_accuracies(model, data)   # and the same networks on the images alone
     path = io.save_model(out, model, ensemble_info(recipe, [(p, info) for p, _, info in members], test_acc,
                                                     data.facts, one_view))
     accuracies = ", ".join(f"{info['test_accuracy']:.2%}" for _, _, info in members)
@@ -149,7 +145,7 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     (model, info) as saved)."""
     from tqdm import tqdm
 
-    from .train import Interrupted, evaluate
+    from .train import Interrupted
 
     facts = data.facts
     bar = None
@@ -218,8 +214,7 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
                   file=sys.stderr)
         return EXIT_INTERRUPTED, None, None
     kept = run.kept_model()
-    one_view = evaluate(model, data.test_x, data.test_y)[1] if kept is not model else None
-    test_loss, test_acc = evaluate(kept, data.test_x, data.test_y)
+    test_acc, one_view = test_accuracies(kept, data)
     info = run.info(test_acc, one_view)
     path = io.save_model(out, kept, info)
     seconds = sum(r.seconds for r in trainer.history)
@@ -437,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", choices=list(AUGMENTS), help="data augmentation of training batches: "
                    "none, shift (±2 px), affine (+ rotation, scaling), elastic (+ elastic distortion), "
                    "flip (shift + left-right mirror), erase (flip + random erasing) (preset's default)")
-    t.add_argument("--views", type=int, choices=(1, 5, 9), help="the kept model reads each test image in this "
+    t.add_argument("--views", type=int, choices=VIEWS, help="the kept model reads each test image in this "
                    "many views (as it is, and moved one pixel: 4 ways, 8 with the diagonals) and averages "
                    "their probabilities; 1: the image alone (preset's default: 9 for best, else 1)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")

@@ -28,8 +28,7 @@ import numpy as np
 
 from . import models, nn, optim, parallel
 from .augment import AUGMENTS, make_augment
-from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
-from .data.datasets import IMAGE_SHAPE
+from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET, IMAGE_SHAPE
 from .data.inputs import MNIST_FACTS, DataFacts
 from .errors import SifirError
 from .messages import language, t
@@ -289,14 +288,26 @@ class Run:
 
 
 def in_views(net: nn.Module, views: int | None, facts: DataFacts = MNIST_FACTS) -> nn.Module:
-    """``net`` read in ``views`` views (``nn.Views``; the network alone for 1 or None). Views are
-    read after training, so a network kept in other views is unwrapped first: the same trained
-    network in any number of views. The uncovered border of a moved image is the background,
-    a blank pixel (0) once normalised with the data set's mean and std."""
+    """``net`` read in ``views`` views (``nn.Views``; the network alone for 1 or None), an
+    ensemble's members each. Views are read after training, so a network kept in other views is
+    unwrapped first: the same trained network in any number of views. The uncovered border of a
+    moved image is the background, a blank pixel (0) once normalised with the data set's mean and std."""
+    if isinstance(net, nn.Ensemble):
+        return nn.Ensemble(*(in_views(member, views, facts) for member in net))
     net = net.net if isinstance(net, nn.Views) else net
     if (views or 1) == 1:
         return net
     return nn.Views(net, views, fill=(0.0 - facts.mean) / facts.std, image=IMAGE_SHAPE)
+
+
+def test_accuracies(kept: nn.Module, data: "Data") -> tuple[float, float | None]:
+    """(test accuracy of the model as kept, of its networks on the images alone), the second
+    None when the model reads the images alone anyway."""
+    from .train import evaluate
+    accuracy = evaluate(kept, data.test_x, data.test_y)[1]
+    if nn.views_of(kept) == 1:
+        return accuracy, None
+    return accuracy, evaluate(in_views(kept, 1), data.test_x, data.test_y)[1]
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,

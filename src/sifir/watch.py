@@ -47,8 +47,8 @@ from . import figures, io, metrics, nn
 from .activations import hidden_activations
 from .data.mnist import MEAN, STD
 from .errors import SifirError, TrainingDiverged
-from .recipe import Recipe, build_run, load_data
-from .train import Interrupted, evaluate, predict_logits
+from .recipe import Recipe, build_run, load_data, test_accuracies
+from .train import Interrupted, predict_logits
 
 REPORT_EVERY = 0.1       # seconds between batch reports at most: the curve's points
 HEAR_EVERY = 0.02        # seconds between looks for a command (a poll costs ~50 µs: not every batch)
@@ -287,10 +287,8 @@ class Watch:
     # -- helpers ---------------------------------------------------------------------------------------
     def snapshot_of_model(self) -> dict:
         """The weights now and the model file's info, with the test accuracy they reach."""
-        data = self.data
         kept = self.run_.kept_model()   # the network, in the recipe's views (as `sifir train` keeps it)
-        _, test_acc = evaluate(kept, data.test_x, data.test_y)
-        one_view = evaluate(self.model, data.test_x, data.test_y)[1] if kept is not self.model else None
+        test_acc, one_view = test_accuracies(kept, self.data)
         return {"weights": {k: v.copy() for k, v in kept.state_dict().items()},
                 "architecture": io.describe(kept), "info": _json_safe(self.run_.info(test_acc, one_view)),
                 "step": self.trainer.optimizer.step_count}
