@@ -66,7 +66,9 @@ def run_one(argv: list[str], data_dir: str | None) -> dict:
     return {"command": shlex.join(argv), "test_accuracy": info["test_accuracy"], "best_epoch": info.get("best_epoch"),
             "epochs": info.get("epochs"), "seconds_per_epoch": statistics.median(seconds) if seconds else None,
             "wall_seconds": wall, "model": str(out), "members": info.get("members"),
-            "views": info.get("views", 1), "one_view_test_accuracy": info.get("one_view_test_accuracy")}
+            "views": info.get("views", 1), "one_view_test_accuracy": info.get("one_view_test_accuracy"),
+            # with --average: what was kept, and the best epoch's own weights' test accuracy
+            "kept": info.get("kept"), "plain_test_accuracy": info.get("plain_test_accuracy")}
 
 
 def recipe_of(preset: str, extra: list[str], data_dir: str | None):

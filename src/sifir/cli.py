@@ -216,6 +216,9 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     kept = run.kept_model()
     test_acc, one_view = test_accuracies(kept, data)
     info = run.info(test_acc, one_view)
+    plain = run.plain_model()
+    if plain is not None:   # the average was kept: the run without averaging, for comparison
+        info["plain_test_accuracy"] = test_accuracies(plain, data)[0]
     path = io.save_model(out, kept, info)
     seconds = sum(r.seconds for r in trainer.history)
     print(messages.t("parallel.train_time", seconds=messages.number(time.perf_counter() - started, decimals=1),
@@ -225,8 +228,19 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     print(f"model saved to {path}")
     if one_view is not None:
         print(t("views.test", alone=f"{one_view:.2%}", views=recipe.views, both=f"{test_acc:.2%}"))
+    if "average" in info:
+        print(_average_line(info))
     print(f"test accuracy: {test_acc:.2%}")
     return 0, path, (kept, info)
+
+
+def _average_line(info: dict) -> str:
+    """What averaging the last K epochs' weights did, in the user's language."""
+    plain = dict(epoch=info["plain_best_epoch"], score=f"{info['plain_best_score']:.2%}")
+    if info["kept"] != "average":
+        return t("average.not_kept", k=info["average"], **plain)
+    first, last = info["average_epochs"]
+    return t("average.kept", first=first, last=last, plain_test=f"{info['plain_test_accuracy']:.2%}", **plain)
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
@@ -435,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--views", type=int, choices=VIEWS, help="the kept model reads each test image in this "
                    "many views (as it is, and moved one pixel: 4 ways, 8 with the diagonals) and averages "
                    "their probabilities; 1: the image alone (preset's default: 9 for best, else 1)")
+    t.add_argument("--average", type=int, metavar="K", help="also measure on the validation images, after "
+                   "every epoch, the mean of the weights of the last K epochs, and keep it when it scores higher "
+                   "than every epoch's own weights (stochastic weight averaging); 0: off (preset's default)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")

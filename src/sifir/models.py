@@ -36,6 +36,7 @@ class Preset:
     label_smoothing: float = 0.0
     augment: str | None = None
     views: int = 1                  # test-time views the kept model reads each input in (nn.Views)
+    average: int = 0                # K ≥ 2: keep the last K epochs' mean weights when better (sifir.average)
     extra: dict = field(default_factory=dict)
     recipes: dict = field(default_factory=dict)   # data set name -> the options that differ there
 

@@ -18,6 +18,7 @@ otherwise.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import shlex
@@ -77,7 +78,7 @@ class Limits:
 
 # Options that are None take the preset's value; these are the ones a preset sets.
 PRESET_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "views")
+                 "label_smoothing", "augment", "views", "average")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Recipe:
     label_smoothing: float | None = None
     augment: str | None = None
     views: int | None = None       # the kept model reads each input in 1, 5 or 9 views (nn.Views)
+    average: int | None = None     # K ≥ 2: the mean of the last K epochs' weights is kept when it
+                                   # scores higher on validation (0 or 1: off; sifir.average)
     patience: int | None = None
     validation: int = 5000
     seed: int = 0
@@ -160,6 +163,7 @@ class Recipe:
         if isinstance(self.views, bool) or not isinstance(self.views, (int, np.integer)) or self.views not in VIEWS:
             raise RecipeError("views", "views", option=_label("views"), choices=", ".join(map(str, VIEWS)),
                               value=_short(self.views))
+        _integer("average", self.average, 0, self.epochs)
         if self.patience is not None:
             _integer("patience", self.patience, 1, 10_000)
         _integer("validation", self.validation, 1, 59_999)
@@ -275,16 +279,41 @@ class Run:
         """The model a finished run keeps: the trained network, read in the recipe's views."""
         return in_views(self.model, self.recipe.views, self.facts)
 
+    def plain_model(self) -> nn.Module | None:
+        """With averaging, when the average was kept: the best epoch's own weights (the run
+        without averaging), read in the recipe's views; else None (the kept model is that)."""
+        t = self.trainer
+        if t.average is None or t.best_source != "average" or t.plain_best[2] is None:
+            return None
+        net = copy.deepcopy(self.model)
+        net.load_state_dict(t.plain_best[2])
+        return in_views(net, self.recipe.views, self.facts)
+
     def info(self, test_accuracy: float | None, one_view_accuracy: float | None = None) -> dict:
         """The facts a model file keeps about how it was trained, and on what (the data set,
         its class names, the input normalisation). With views, ``one_view_accuracy`` is the
         network's test accuracy on the images alone."""
         r, t = self.recipe, self.trainer
         views = {"views": r.views, "one_view_test_accuracy": one_view_accuracy} if (r.views or 1) > 1 else {}
-        return {**views, "preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
+        return {**views, **self._average_info(test_accuracy), "preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
                 "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
                 "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
                 "command": r.command(), "history": [vars(h) for h in t.history], **self.facts.info()}
+
+
+    def _average_info(self, test_accuracy: float | None) -> dict:
+        """With averaging: the window, what was kept, and the run without averaging (its best
+        epoch and validation score; its test accuracy once ``plain_test_accuracy`` is set)."""
+        t = self.trainer
+        if t.average is None:
+            return {}
+        score, epoch, _ = t.plain_best
+        kept = {"average": t.average.k, "kept": t.best_source, "plain_best_epoch": epoch, "plain_best_score": score}
+        if t.best_source == "average":
+            kept["average_epochs"] = [t.best_epoch - t.average.k + 1, t.best_epoch]
+        else:   # the kept weights are the run without averaging
+            kept["plain_test_accuracy"] = test_accuracy
+        return kept
 
 
 def in_views(net: nn.Module, views: int | None, facts: DataFacts = MNIST_FACTS) -> nn.Module:
@@ -349,7 +378,7 @@ def build_run(recipe: Recipe, n_train: int, *, on_batch: Callable | None = None,
     trainer = Trainer(model, optimizer, loss_fn, batch_size=recipe.batch_size, seed=recipe.seed,
                       schedule=schedule, augment=make_augment(recipe.augment, (0.0 - facts.mean) / facts.std),
                       on_batch=on_batch, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir, patience=recipe.patience,
-                      workers=recipe.workers or default_workers(recipe.preset, model))
+                      workers=recipe.workers or default_workers(recipe.preset, model), average=recipe.average)
     return Run(recipe, model, optimizer, schedule, loss_fn, trainer, facts)
 
 

@@ -1,0 +1,171 @@
+"""Averaged weights (sifir.average, Trainer(average=K), recipe option and --average): the window's
+mean, that it changes nothing in training, the choice on validation, checkpoints and resume, one
+worker and two, and the command line."""
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sifir import io, optim
+from sifir.average import WindowAverage
+from sifir.errors import ModelFileError
+from sifir.recipe import Recipe, RecipeError, build_run
+from sifir.train import EpochResult, Interrupted, Trainer, evaluate
+from test_parallel import convnet, images, no_workers_left, same, shift, weights
+from test_train import request_stop_after
+
+
+def test_the_window_keeps_the_last_k_states_and_averages_them():
+    avg = WindowAverage(3)
+    states = [{"w": np.full((2, 2), float(e), np.float32), "b": np.array([e, -e], np.float32)} for e in range(1, 6)]
+    for e, s in enumerate(states, 1):
+        avg.add(e, s)
+        s["w"] += 100   # the window holds copies: the model keeps training
+        assert avg.full == (e >= 3)
+    assert avg.epochs == (3, 5)
+    mean = avg.mean()
+    assert mean["w"].dtype == np.float32
+    np.testing.assert_array_equal(mean["w"], np.full((2, 2), 4.0))   # (3 + 4 + 5) / 3
+    np.testing.assert_array_equal(mean["b"], [4.0, -4.0])
+    with pytest.raises(ValueError):
+        WindowAverage(1)
+
+
+def run(workers=1, average=3, epochs=5, stop_after=None, resume=None, checkpoint_dir=None, lr=3e-2, record=None):
+    """A small convnet on 8×8 spots, a constant learning rate (the weights keep moving: averaging has
+    something to do); ``record`` collects each epoch's weights."""
+    x, y = images(150)
+    model = convnet(dropout=0.25)
+    opt = optim.AdamW(model.parameters(), lr=lr)
+    trainer = Trainer(model, opt, batch_size=25, seed=1, augment=shift, workers=workers, average=average,
+                      checkpoint_dir=checkpoint_dir)
+    if record is not None:
+        trainer.on_epoch = lambda r: record.append(copy.deepcopy(dict(model.state_dict())))
+    if stop_after is not None:
+        request_stop_after(trainer, stop_after)
+    if resume:
+        trainer.load_checkpoint(resume)
+    trainer.fit(x[:125], y[:125], x[125:], y[125:], epochs=epochs)
+    return model, trainer
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_averaging_changes_nothing_in_training_and_measures_the_windows_mean(workers):
+    plain_model, plain = run(workers, average=None)
+    states = []
+    model, trainer = run(workers, record=states)
+    # the same steps: every epoch's weights and validation score as without averaging
+    assert [r.val_acc for r in trainer.history] == [r.val_acc for r in plain.history]
+    assert all(r.average_val_acc is None for r in plain.history)
+    assert [r.average_val_acc is None for r in trainer.history] == [True, True, False, False, False]
+    # each average is the mean of the last 3 epochs' weights (and BatchNorm statistics), measured
+    x, y = images(150)
+    for e in (3, 4, 5):
+        mean = {k: np.mean([s[k] for s in states[e - 3:e]], axis=0, dtype=np.float64).astype(np.float32)
+                for k in states[0]}
+        probe = convnet(dropout=0.25)
+        probe.load_state_dict(mean)
+        loss, acc = evaluate(probe, x[125:], y[125:])
+        assert trainer.history[e - 1].average_val_acc == acc
+        assert trainer.history[e - 1].average_val_loss == pytest.approx(loss, rel=1e-6)
+    # kept: whichever scored highest on validation, the epochs' own best beside it
+    epoch_best = max(r.val_acc for r in trainer.history)
+    average_best = max(r.average_val_acc for r in trainer.history[2:])
+    assert trainer.best_acc == max(epoch_best, average_best)
+    assert trainer.plain_best[0] == epoch_best == plain.best_acc
+    assert trainer.plain_best[1] == plain.best_epoch
+    assert same(list(trainer.plain_best[2].values()), list(plain.best_state.values()))
+    if trainer.best_source == "average":
+        e = trainer.best_epoch
+        kept = {k: np.mean([s[k] for s in states[e - 3:e]], axis=0, dtype=np.float64).astype(np.float32)
+                for k in states[0]}
+        assert same(weights(model), [kept[k] for k in model.state_dict()])
+    else:
+        assert same(weights(model), weights(plain_model))
+    assert no_workers_left()
+
+
+def test_the_average_is_kept_only_when_it_scores_higher_on_validation():
+    model = convnet()
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), average=2)
+    own = {k: v.copy() for k, v in model.state_dict().items()}
+    trainer.average.add(1, {k: v - 1 for k, v in own.items()})
+    trainer.average.add(2, own)
+
+    def epoch(e, val_acc, average_acc):
+        return EpochResult(e, 0.5, 0.9, 0.3, val_acc, 0.1, 1.0, 0.3, average_acc)
+
+    assert trainer._track_best(epoch(2, 0.80, 0.85))            # the average wins
+    assert (trainer.best_source, trainer.best_epoch, trainer.best_acc) == ("average", 2, 0.85)
+    for k, v in own.items():   # the mean of v − 1 and v
+        np.testing.assert_allclose(trainer.best_state[k], v - 0.5, atol=1e-6)
+    assert trainer.plain_best[:2] == (0.80, 2) and same(list(trainer.plain_best[2].values()), list(own.values()))
+    assert not trainer._track_best(epoch(3, 0.84, 0.83))        # better than epoch 2's own, not than the average
+    assert (trainer.best_source, trainer.best_epoch) == ("average", 2)
+    assert trainer.plain_best[:2] == (0.84, 3)
+    assert trainer._track_best(epoch(4, 0.86, 0.86))            # a tie goes to the epoch's own weights
+    assert (trainer.best_source, trainer.best_epoch, trainer.best_acc) == ("epoch", 4, 0.86)
+    assert trainer.plain_best[2] is trainer.best_state
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupt_then_resume_averages_the_same_epochs(tmp_path, workers):
+    full, full_trainer = run(workers)
+    with pytest.raises(Interrupted, match="checkpoint written"):
+        run(workers, stop_after=18, checkpoint_dir=tmp_path)   # epoch 4 of 5: the window has 3 epochs
+    resumed, trainer = run(workers, resume=tmp_path)
+    assert same(weights(full), weights(resumed))
+    assert [r.average_val_acc for r in trainer.history] == [r.average_val_acc for r in full_trainer.history]
+    assert (trainer.best_source, trainer.best_epoch) == (full_trainer.best_source, full_trainer.best_epoch)
+    assert same(list(trainer.plain_best[2].values()), list(full_trainer.plain_best[2].values()))
+
+
+def test_a_checkpoint_with_another_window_is_refused(tmp_path):
+    with pytest.raises(Interrupted):
+        run(stop_after=18, checkpoint_dir=tmp_path)
+    with pytest.raises(ModelFileError, match="averages the last 3 epochs' weights, this run 0"):
+        run(average=None, resume=tmp_path)
+    arrays, meta = io.read_npz(tmp_path / "checkpoint.npz", "sifir-checkpoint")
+    del arrays[next(k for k in arrays if k.startswith("average.1."))]
+    io.write_npz_atomic(tmp_path / "checkpoint.npz", arrays, meta)
+    with pytest.raises(ModelFileError, match="damaged checkpoint"):
+        run(resume=tmp_path)
+
+
+def test_the_recipe_takes_average_from_the_preset_and_checks_it():
+    assert Recipe(model="seed").resolved().average == 0
+    recipe = Recipe(model="seed", epochs=4, average=3).resolved()
+    assert "--average 3" in recipe.command()
+    run_ = build_run(recipe, 100)
+    assert run_.trainer.average.k == 3
+    assert build_run(Recipe(model="seed").resolved(), 100).trainer.average is None
+    for bad in (-1, 5, 2.5, True):
+        with pytest.raises(RecipeError, match="--average") as e:
+            Recipe(model="seed", epochs=4, average=bad).resolved()
+        assert e.value.field == "average"
+        assert "--average" in e.value.render("tr")
+
+
+def test_sifir_train_average_end_to_end(tmp_path, mnist_dir):
+    out = tmp_path / "m.npz"
+    done = subprocess.run([sys.executable, "-m", "sifir", "train", "--model", "seed", "--epochs", "4", "--lr", "0.5",
+                           "--schedule", "constant", "--average", "3", "--validation", "1000",
+                           "--data-dir", str(mnist_dir), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, env={**os.environ, "SIFIR_STATE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    _, info = io.load_model(out)
+    assert info["average"] == 3 and info["kept"] in ("average", "epoch")
+    assert 0 < info["plain_test_accuracy"] <= 1
+    assert [h["average_val_acc"] is None for h in info["history"]] == [True, True, False, False]
+    assert "--average 3" in info["command"]
+    line = "kept: the mean of the weights of epochs" if info["kept"] == "average" else "did not score higher"
+    assert line in done.stdout
+    if info["kept"] == "average":
+        assert info["average_epochs"] == [info["best_epoch"] - 2, info["best_epoch"]]
+        assert f"its test accuracy {info['plain_test_accuracy']:.2%}" in done.stdout
+    evaluated = subprocess.run([sys.executable, "-m", "sifir", "evaluate", str(out), "--data-dir", str(mnist_dir)],
+                               capture_output=True, text=True)
+    assert f"{info['test_accuracy']:.2%}" in evaluated.stdout
