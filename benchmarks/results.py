@@ -113,19 +113,22 @@ def summarise(values: list[float]) -> str:
 
 def table(results: dict, presets: list[str], ensemble: int | None) -> str:
     rows = ["| preset | seeds | test accuracy, median [min–max] | the network on the image alone (where read in views) "
-            "| s/epoch (median) | wall per run (median) | command |",
-            "| --- | ---: | --- | --- | ---: | ---: | --- |"]
+            "| the best epoch's own weights (where averaged) | s/epoch (median) | wall per run (median) | command |",
+            "| --- | ---: | --- | --- | --- | ---: | ---: | --- |"]
     for preset in presets:
         runs = [r for r in results["runs"] if r["preset"] == preset and not r.get("ensemble")]
         if runs:
             accs = [r["test_accuracy"] for r in runs]
             alone = [r["one_view_test_accuracy"] for r in runs if r.get("views", 1) > 1]
+            plain = [r["plain_test_accuracy"] for r in runs if r.get("plain_test_accuracy") is not None]
+            kept = ", ".join("average" if r.get("kept") == "average" else "epoch" for r in runs) if plain else ""
             spe = statistics.median([r["seconds_per_epoch"] for r in runs])
             wall = statistics.median([r["wall_seconds"] for r in runs])
             seeds = ",".join(str(r["seed"]) for r in runs)
             options = "".join(" " + shlex.quote(a) for a in runs[0].get("extra", []))
             views = f" ({runs[0]['views']} views)" if alone else ""
-            rows.append(f"| `{preset}` | {seeds} | {summarise(accs)}{views} | {summarise(alone)} | {spe:.1f} | "
+            plain_cell = f"{summarise(plain)} (kept: {kept})" if plain else "–"
+            rows.append(f"| `{preset}` | {seeds} | {summarise(accs)}{views} | {summarise(alone)} | {plain_cell} | {spe:.1f} | "
                         f"{wall / 60:.1f} min | `sifir train --model {preset} --seed S{options}` |")
         singles = {r["seed"]: r for r in runs}
         for r in (r for r in results["runs"] if r["preset"] == preset and r.get("ensemble")):
@@ -136,7 +139,7 @@ def table(results: dict, presets: list[str], ensemble: int | None) -> str:
                 member_accs = [m["test_accuracy"] for m in r.get("members") or [] if m.get("test_accuracy") is not None]
             alone = summarise([r["one_view_test_accuracy"]] if r.get("one_view_test_accuracy") is not None else [])
             rows.append(f"| `{preset}` × {r['ensemble']} (ensemble) | {r['seed']}… | {r['test_accuracy']:.2%} "
-                        f"(members {summarise(member_accs)}) | {alone} | – | {r['wall_seconds'] / 60:.1f} min (the members "
+                        f"(members {summarise(member_accs)}) | {alone} | – | – | {r['wall_seconds'] / 60:.1f} min (the members "
                         f"not trained above) | `{r['command'].split(' --quiet')[0]}` |")
     return "\n".join(rows) + f"\n\nMachine: {results['machine']}.\n"
 

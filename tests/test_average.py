@@ -13,7 +13,7 @@ from sifir import io, optim
 from sifir.average import WindowAverage
 from sifir.errors import ModelFileError
 from sifir.recipe import Recipe, RecipeError, build_run
-from sifir.train import EpochResult, Interrupted, Trainer, evaluate
+from sifir.train import Interrupted, Trainer, evaluate
 from test_parallel import convnet, images, no_workers_left, same, shift, weights
 from test_train import request_stop_after
 
@@ -52,63 +52,52 @@ def run(workers=1, average=3, epochs=5, stop_after=None, resume=None, checkpoint
     return model, trainer
 
 
+def mean_of(states):
+    return {k: np.mean([s[k] for s in states], axis=0, dtype=np.float64).astype(np.float32) for k in states[0]}
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_averaging_changes_nothing_in_training_and_measures_the_windows_mean(workers):
+def test_averaging_changes_nothing_in_training_and_measures_the_last_epochs_mean(workers):
     plain_model, plain = run(workers, average=None)
     states = []
     model, trainer = run(workers, record=states)
-    # the same steps: every epoch's weights and validation score as without averaging
+    # the same steps: every epoch's validation score and the best epoch as without averaging
     assert [r.val_acc for r in trainer.history] == [r.val_acc for r in plain.history]
-    assert all(r.average_val_acc is None for r in plain.history)
-    assert [r.average_val_acc is None for r in trainer.history] == [True, True, False, False, False]
-    # each average is the mean of the last 3 epochs' weights (and BatchNorm statistics), measured
+    assert (trainer.best_acc, trainer.best_epoch) == (plain.best_acc, plain.best_epoch)
+    assert same(list(trainer.best_state.values()), list(plain.best_state.values()))
+    assert plain.average_score is None and plain.best_source == "epoch"
+    # the mean of epochs 3–5 (weights and BatchNorm statistics), measured on the validation images
     x, y = images(150)
-    for e in (3, 4, 5):
-        mean = {k: np.mean([s[k] for s in states[e - 3:e]], axis=0, dtype=np.float64).astype(np.float32)
-                for k in states[0]}
-        probe = convnet(dropout=0.25)
-        probe.load_state_dict(mean)
-        loss, acc = evaluate(probe, x[125:], y[125:])
-        assert trainer.history[e - 1].average_val_acc == acc
-        assert trainer.history[e - 1].average_val_loss == pytest.approx(loss, rel=1e-6)
-    # kept: whichever scored highest on validation, the epochs' own best beside it
-    epoch_best = max(r.val_acc for r in trainer.history)
-    average_best = max(r.average_val_acc for r in trainer.history[2:])
-    assert trainer.best_acc == max(epoch_best, average_best)
-    assert trainer.plain_best[0] == epoch_best == plain.best_acc
-    assert trainer.plain_best[1] == plain.best_epoch
-    assert same(list(trainer.plain_best[2].values()), list(plain.best_state.values()))
-    if trainer.best_source == "average":
-        e = trainer.best_epoch
-        kept = {k: np.mean([s[k] for s in states[e - 3:e]], axis=0, dtype=np.float64).astype(np.float32)
-                for k in states[0]}
-        assert same(weights(model), [kept[k] for k in model.state_dict()])
+    probe = convnet(dropout=0.25)
+    probe.load_state_dict(mean_of(states[2:]))
+    assert trainer.average.epochs == (3, 5)
+    assert trainer.average_score == evaluate(probe, x[125:], y[125:])[1]
+    # kept only when it reads more validation images right than the best epoch
+    if trainer.average_score > trainer.best_acc:
+        assert trainer.best_source == "average" and same(weights(model), weights(probe))
     else:
-        assert same(weights(model), weights(plain_model))
+        assert trainer.best_source == "epoch" and same(weights(model), weights(plain_model))
     assert no_workers_left()
 
 
-def test_the_average_is_kept_only_when_it_scores_higher_on_validation():
+def test_the_average_is_kept_only_when_it_scores_higher_on_validation(monkeypatch):
+    import sifir.train
     model = convnet()
     trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), average=2)
     own = {k: v.copy() for k, v in model.state_dict().items()}
     trainer.average.add(1, {k: v - 1 for k, v in own.items()})
     trainer.average.add(2, own)
-
-    def epoch(e, val_acc, average_acc):
-        return EpochResult(e, 0.5, 0.9, 0.3, val_acc, 0.1, 1.0, 0.3, average_acc)
-
-    assert trainer._track_best(epoch(2, 0.80, 0.85))            # the average wins
-    assert (trainer.best_source, trainer.best_epoch, trainer.best_acc) == ("average", 2, 0.85)
-    for k, v in own.items():   # the mean of v − 1 and v
-        np.testing.assert_allclose(trainer.best_state[k], v - 0.5, atol=1e-6)
-    assert trainer.plain_best[:2] == (0.80, 2) and same(list(trainer.plain_best[2].values()), list(own.values()))
-    assert not trainer._track_best(epoch(3, 0.84, 0.83))        # better than epoch 2's own, not than the average
-    assert (trainer.best_source, trainer.best_epoch) == ("average", 2)
-    assert trainer.plain_best[:2] == (0.84, 3)
-    assert trainer._track_best(epoch(4, 0.86, 0.86))            # a tie goes to the epoch's own weights
-    assert (trainer.best_source, trainer.best_epoch, trainer.best_acc) == ("epoch", 4, 0.86)
-    assert trainer.plain_best[2] is trainer.best_state
+    trainer.best_state, trainer.best_acc, trainer.best_epoch = {k: v + 5 for k, v in own.items()}, 0.8, 1
+    for score, kept in [(0.85, "average"), (0.8, "epoch"), (0.75, "epoch")]:   # a tie keeps the best epoch's
+        monkeypatch.setattr(sifir.train, "evaluate", lambda m, x, y: (0.1, score))
+        trainer._try_average(None, None)
+        assert (trainer.best_source, trainer.average_score) == (kept, score)
+        for k, v in model.state_dict().items():
+            np.testing.assert_allclose(v, own[k] - 0.5 if kept == "average" else own[k] + 5, atol=1e-6)
+    trainer.average.window.popleft()   # one epoch is no average: nothing is tried
+    trainer.average_score = None
+    trainer._try_average(None, None)
+    assert trainer.average_score is None
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -118,9 +107,8 @@ def test_interrupt_then_resume_averages_the_same_epochs(tmp_path, workers):
         run(workers, stop_after=18, checkpoint_dir=tmp_path)   # epoch 4 of 5: the window has 3 epochs
     resumed, trainer = run(workers, resume=tmp_path)
     assert same(weights(full), weights(resumed))
-    assert [r.average_val_acc for r in trainer.history] == [r.average_val_acc for r in full_trainer.history]
-    assert (trainer.best_source, trainer.best_epoch) == (full_trainer.best_source, full_trainer.best_epoch)
-    assert same(list(trainer.plain_best[2].values()), list(full_trainer.plain_best[2].values()))
+    assert (trainer.average_score, trainer.best_source) == (full_trainer.average_score, full_trainer.best_source)
+    assert trainer.average.epochs == (3, 5)
 
 
 def test_a_checkpoint_with_another_window_is_refused(tmp_path):
@@ -157,15 +145,16 @@ def test_sifir_train_average_end_to_end(tmp_path, mnist_dir):
                           capture_output=True, text=True, env={**os.environ, "SIFIR_STATE_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     _, info = io.load_model(out)
-    assert info["average"] == 3 and info["kept"] in ("average", "epoch")
-    assert 0 < info["plain_test_accuracy"] <= 1
-    assert [h["average_val_acc"] is None for h in info["history"]] == [True, True, False, False]
+    assert info["average"] == 3 and info["average_epochs"] == [2, 4] and info["kept"] in ("average", "epoch")
+    assert 0 < info["average_score"] <= 1 and 0 < info["plain_test_accuracy"] <= 1
     assert "--average 3" in info["command"]
-    line = "kept: the mean of the weights of epochs" if info["kept"] == "average" else "did not score higher"
-    assert line in done.stdout
     if info["kept"] == "average":
-        assert info["average_epochs"] == [info["best_epoch"] - 2, info["best_epoch"]]
+        assert info["average_score"] > info["history"][info["best_epoch"] - 1]["val_acc"]
+        assert "kept: the mean of the weights of epochs 2–4" in done.stdout
         assert f"its test accuracy {info['plain_test_accuracy']:.2%}" in done.stdout
+    else:
+        assert info["plain_test_accuracy"] == info["test_accuracy"]
+        assert "the mean of the weights of epochs 2–4 read" in done.stdout
     evaluated = subprocess.run([sys.executable, "-m", "sifir", "evaluate", str(out), "--data-dir", str(mnist_dir)],
                                capture_output=True, text=True)
     assert f"{info['test_accuracy']:.2%}" in evaluated.stdout

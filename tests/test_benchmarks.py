@@ -104,6 +104,16 @@ def test_results_reads_a_run_trained_before_views_in_the_views_its_command_keeps
     assert f"{run['test_accuracy']:.2%} (5 views) | {alone:.2%} |" in row
 
 
+def test_results_table_quotes_averaged_runs_beside_their_best_epochs_own_weights():
+    import results
+    runs = [{"preset": "best", "seed": s, "test_accuracy": a, "plain_test_accuracy": p, "kept": k, "views": 1,
+             "seconds_per_epoch": 50.0, "wall_seconds": 1000.0, "extra": ["--average", "5"], "command": "c"}
+            for s, a, p, k in [(0, 0.9972, 0.9970, "average"), (1, 0.9969, 0.9969, "epoch"), (2, 0.9971, 0.9968, "average")]]
+    row = results.table({"runs": runs, "machine": "m"}, ["best"], None).splitlines()[2]
+    assert "| 99.71% [99.69%–99.72%] | – | 99.69% [99.68%–99.70%] (kept: average, epoch, average) | 50.0 |" in row
+    assert "`sifir train --model best --seed S --average 5`" in row
+
+
 def test_views_compares_each_network_with_itself_in_views(trained_seed_model, mnist_dir, tmp_path):
     from sifir import io, nn
     model, info = io.load_model(trained_seed_model)

@@ -236,11 +236,10 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
 
 def _average_line(info: dict) -> str:
     """What averaging the last K epochs' weights did, in the user's language."""
-    plain = dict(epoch=info["plain_best_epoch"], score=f"{info['plain_best_score']:.2%}")
-    if info["kept"] != "average":
-        return t("average.not_kept", k=info["average"], **plain)
     first, last = info["average_epochs"]
-    return t("average.kept", first=first, last=last, plain_test=f"{info['plain_test_accuracy']:.2%}", **plain)
+    values = dict(first=first, last=last, score=f"{info['average_score']:.2%}", epoch=info["best_epoch"],
+                  plain_test=f"{info['plain_test_accuracy']:.2%}")
+    return t("average.kept" if info["kept"] == "average" else "average.not_kept", **values)
 
 
 # -- evaluate / predict / explain / download --------------------------------------------------
@@ -449,9 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--views", type=int, choices=VIEWS, help="the kept model reads each test image in this "
                    "many views (as it is, and moved one pixel: 4 ways, 8 with the diagonals) and averages "
                    "their probabilities; 1: the image alone (preset's default: 9 for best, else 1)")
-    t.add_argument("--average", type=int, metavar="K", help="also measure on the validation images, after "
-                   "every epoch, the mean of the weights of the last K epochs, and keep it when it scores higher "
-                   "than every epoch's own weights (stochastic weight averaging); 0: off (preset's default)")
+    t.add_argument("--average", type=int, metavar="K", help="when training ends, measure the mean of the "
+                   "last K epochs' weights on the validation images and keep it if it scores higher than the best "
+                   "epoch's weights (stochastic weight averaging); 0: off (preset's default)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")

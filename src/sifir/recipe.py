@@ -283,10 +283,10 @@ class Run:
         """With averaging, when the average was kept: the best epoch's own weights (the run
         without averaging), read in the recipe's views; else None (the kept model is that)."""
         t = self.trainer
-        if t.average is None or t.best_source != "average" or t.plain_best[2] is None:
+        if t.best_source != "average" or t.best_state is None:
             return None
         net = copy.deepcopy(self.model)
-        net.load_state_dict(t.plain_best[2])
+        net.load_state_dict(t.best_state)
         return in_views(net, self.recipe.views, self.facts)
 
     def info(self, test_accuracy: float | None, one_view_accuracy: float | None = None) -> dict:
@@ -302,18 +302,17 @@ class Run:
 
 
     def _average_info(self, test_accuracy: float | None) -> dict:
-        """With averaging: the window, what was kept, and the run without averaging (its best
-        epoch and validation score; its test accuracy once ``plain_test_accuracy`` is set)."""
+        """With averaging: the window and its validation score, and what was kept. The best
+        epoch's own test accuracy (the run without averaging) is ``test_accuracy`` when those
+        weights were kept; else the caller sets ``plain_test_accuracy`` (``plain_model``)."""
         t = self.trainer
-        if t.average is None:
+        if t.average is None or t.average_score is None:
             return {}
-        score, epoch, _ = t.plain_best
-        kept = {"average": t.average.k, "kept": t.best_source, "plain_best_epoch": epoch, "plain_best_score": score}
-        if t.best_source == "average":
-            kept["average_epochs"] = [t.best_epoch - t.average.k + 1, t.best_epoch]
-        else:   # the kept weights are the run without averaging
-            kept["plain_test_accuracy"] = test_accuracy
-        return kept
+        info = {"average": t.average.k, "average_epochs": list(t.average.epochs),
+                "average_score": t.average_score, "kept": t.best_source}
+        if t.best_source == "epoch":
+            info["plain_test_accuracy"] = test_accuracy
+        return info
 
 
 def in_views(net: nn.Module, views: int | None, facts: DataFacts = MNIST_FACTS) -> nn.Module:

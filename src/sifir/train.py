@@ -12,10 +12,9 @@ both are saved in checkpoints so an interrupted run resumes bit for bit. With ``
 the batches are shared by that many processes (``sifir.parallel``): the same loop, each step's
 forward and backward split over the workers.
 
-With ``average`` = K, the mean of the weights at the ends of the last K epochs
-(``sifir.average``) is measured on the validation images after every epoch too, and kept when it
-scores higher than every epoch's own weights; the best of those alone is kept beside it
-(``plain_best``), so a run tells what averaging gained.
+With ``average`` = K, the mean of the weights at the ends of the last K epochs (``sifir.average``)
+is measured on the validation images when training ends, and kept instead of the best epoch's
+weights when it scores higher than they do.
 
 A run that diverges stops with ``TrainingDiverged`` instead of training on to a useless model:
 when the loss is NaN or infinite, when it rises DIVERGED_FACTOR times above where it started,
@@ -60,8 +59,6 @@ class EpochResult:
     val_acc: float | None
     lr: float
     seconds: float
-    average_val_loss: float | None = None   # the mean of the last K epochs' weights (Trainer's average)
-    average_val_acc: float | None = None
 
 
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000, workers: int | None = None) -> np.ndarray:
@@ -103,8 +100,8 @@ class Trainer:
     ``checkpoint_dir`` (a checkpoint after every epoch, and on Ctrl-C), ``patience`` (early
     stopping after that many epochs without a better validation accuracy) and ``keep_best``
     (end with the weights of the best validation epoch), ``workers`` (processes sharing each
-    batch; 1, the default, trains in this process alone), ``average`` (K ≥ 2: also try the
-    mean of the last K epochs' weights, see the module's text).
+    batch; 1, the default, trains in this process alone), ``average`` (K ≥ 2: at the end, the
+    mean of the last K epochs' weights, kept when it beats the best epoch on validation).
     """
 
     def __init__(self, model: nn.Module, optimizer, loss_fn=None, *, batch_size: int = 64,
@@ -123,10 +120,9 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.history: list[EpochResult] = []
         self.best_acc, self.best_state, self.best_epoch = -1.0, None, 0
-        self.best_source = "epoch"     # or "average": the kept weights are the window's mean
         self.average = WindowAverage(average) if average and average > 1 else None
-        self.plain_best = (-1.0, 0, None)   # (score, epoch, state) of the epochs' own weights alone
-        self._shadow = None            # a private copy of the model that the averages are measured in
+        self.average_score = None      # the window's mean on the validation images, once training ends
+        self.best_source = "epoch"     # "average" when that mean is what fit ended with
         self.epoch = 0                 # epochs completed
         self._position = None          # mid-epoch resume point, from a checkpoint
         self._stop_requested = False
@@ -141,16 +137,14 @@ class Trainer:
         runner = None
         try:
             if self.epoch < epochs:
-                if self.average is not None and self._shadow is None:   # before the workers share the weights
-                    self._shadow = copy.deepcopy(self.model)
                 runner = self._start_workers(train_x, train_y, val_x)
             while self.epoch < epochs:
                 try:
                     result = self._train_epoch(train_x, train_y, val_x, val_y, runner)
                 except FloatingPointError as e:   # from np.errstate(over="raise") on _train_epoch
                     raise self._diverged("overflow", detail=str(e)) from None
-                if self.average is not None:
-                    self._measure_average(result, val_x, val_y)
+                if self.average is not None:   # the weights are whole here: every worker's update is done
+                    self.average.add(result.epoch, self.model.state_dict())
                 self.history.append(result)
                 self.epoch += 1
                 improved = self._track_best(result)
@@ -172,7 +166,23 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous)
         if self.keep_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+            if self.average is not None and val_x is not None:
+                self._try_average(val_x, val_y)
         return self.history
+
+    def _try_average(self, val_x, val_y) -> None:
+        """The mean of the last K epochs' weights (of all of them when training stopped sooner)
+        in place of the best epoch's, when it reads more validation images right than they do;
+        a tie keeps the best epoch's."""
+        if len(self.average.window) < 2:
+            return
+        self.model.load_state_dict(self.average.mean())
+        self.average_score = evaluate(self.model, val_x, val_y)[1]
+        if self.average_score > self.best_acc:
+            self.best_source = "average"
+        else:
+            self.best_source = "epoch"
+            self.model.load_state_dict(self.best_state)
 
     def _start_workers(self, train_x, train_y, val_x):
         """The other processes of a data-parallel run, or None for one worker (or when this
@@ -278,36 +288,14 @@ class Trainer:
         message = t("train.diverged", why=why, lr=f"{lr:g}", smaller=f"{lr / 10:g}", **where)
         return TrainingDiverged(message, reason=reason, lr=lr, **where, **values)
 
-    def _measure_average(self, result: EpochResult, val_x, val_y) -> None:
-        """Add this epoch's weights (whole: the workers' updates are done) to the window; once it
-        is full, measure the window's mean on the validation images."""
-        self.average.add(result.epoch, self.model.state_dict())
-        if self.average.full and val_x is not None:
-            self._shadow.load_state_dict(self.average.mean())
-            result.average_val_loss, result.average_val_acc = evaluate(self._shadow, val_x, val_y)
-
     def _track_best(self, result: EpochResult) -> bool:
-        """Keep the weights that score best on validation so far: this epoch's own, or (with
-        ``average``) the mean of the last K epochs' when it scores higher still."""
         score = result.val_acc if result.val_acc is not None else -result.train_loss
-        improved = False
         if score > self.best_acc:
-            self.best_acc, self.best_epoch, self.best_source = score, result.epoch, "epoch"
+            self.best_acc, self.best_epoch = score, result.epoch
             if self.keep_best:
                 self.best_state = copy.deepcopy(dict(self.model.state_dict()))
-            improved = True
-        if self.average is not None:
-            if score > self.plain_best[0]:   # the epochs' own weights alone: what averaging is measured against
-                state = self.best_state if self.best_source == "epoch" and improved else \
-                    copy.deepcopy(dict(self.model.state_dict()))
-                self.plain_best = (score, result.epoch, state if self.keep_best else None)
-            averaged = result.average_val_acc
-            if averaged is not None and averaged > self.best_acc:
-                self.best_acc, self.best_epoch, self.best_source = averaged, result.epoch, "average"
-                if self.keep_best:
-                    self.best_state = self.average.mean()
-                improved = True
-        return improved
+            return True
+        return False
 
     def _request_stop(self, signum, frame):
         if self._stop_requested:  # a second Ctrl-C: stop now
@@ -322,13 +310,8 @@ class Trainer:
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.best_state is not None:
             arrays.update({f"best.{k}": v for k, v in self.best_state.items()})
-        average = None
-        if self.average is not None:
+        if self.average is not None:   # a resumed run averages the same epochs
             arrays.update(self.average.arrays())
-            score, epoch, state = self.plain_best
-            if state is not None:
-                arrays.update({f"plain.{k}": v for k, v in state.items()})
-            average = {"k": self.average.k, "epochs": self.average.meta(), "plain": {"score": score, "epoch": epoch}}
         opt_state = self.optimizer.state_dict()
         buffer_shapes = {}
         for name, items in opt_state.pop("buffers").items():
@@ -348,8 +331,8 @@ class Trainer:
             "schedule": self.schedule.state_dict() if self.schedule is not None else None,
             "rng": self.rng.bit_generator.state, "nn_rng": nn_init.get_rng().bit_generator.state,
             "history": [asdict(r) for r in self.history],
-            "best": {"score": self.best_acc, "epoch": self.best_epoch, "source": self.best_source},
-            "average": average,
+            "best": {"score": self.best_acc, "epoch": self.best_epoch},
+            "average": {"k": self.average.k, "epochs": self.average.meta()} if self.average is not None else None,
             "position": position, "batch_size": self.batch_size, "seed": self.seed,
         }
         return io.write_npz_atomic(folder / CHECKPOINT_NAME, arrays, meta)
@@ -384,18 +367,12 @@ class Trainer:
         self.epoch = int(meta["epoch"])
         self.history = [EpochResult(**r) for r in meta["history"]]
         self.best_acc, self.best_epoch = meta["best"]["score"], meta["best"]["epoch"]
-        self.best_source = meta["best"].get("source", "epoch")
         average = meta.get("average")
         if (self.average is None) != (average is None) or (average and average["k"] != self.average.k):
             raise ModelFileError(f"{path}: the checkpoint averages the last {average['k'] if average else 0} epochs' "
                                  f"weights, this run {self.average.k if self.average else 0}")
         if average:
-            names = list(self.model.state_dict())
-            self.average.restore(average["epochs"], arrays, names)
-            plain = average["plain"]
-            state = ({k: v.copy() for k, v in io.check_state(path, self.model, arrays, prefix="plain.").items()}
-                     if any(k.startswith("plain.") for k in arrays) else None)
-            self.plain_best = (plain["score"], plain["epoch"], state)
+            self.average.restore(average["epochs"], arrays, list(self.model.state_dict()))
         pos = meta.get("position")
         if pos:
             self._position = (pos["epoch_rng"], pos["first_batch"], np.array(pos["sums"]), pos["rng"])
