@@ -1,5 +1,6 @@
 """The measuring tools in benchmarks/ that need no other framework: they run, and they measure
 what they say (no timing is asserted: benchmarks are not tests)."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,18 @@ def test_results_table_quotes_averaged_runs_beside_their_best_epochs_own_weights
     row = results.table({"runs": runs, "machine": "m"}, ["best"], None).splitlines()[2]
     assert "| 99.71% [99.69%–99.72%] | – | 99.69% [99.68%–99.70%] (kept: average, epoch, average) | 50.0 |" in row
     assert "`sifir train --model best --seed S --average 5`" in row
+
+
+def test_watch_cost_trains_the_same_weights_from_the_page_and_the_cli(mnist_dir):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "watch_cost.py"), "--models", "seed",
+                          "--rounds", "1", "--threads", "1", "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    cli = re.search(r"seed  cli  round 1: epoch ([\d.]+) s", out.stdout)
+    page = re.search(r"seed  page round 1: epoch ([\d.]+) s", out.stdout)
+    assert cli and page and float(cli.group(1)) > 0 and float(page.group(1)) > 0   # exact seconds, not "0.2"
+    row = next(line for line in out.stdout.splitlines() if line.split()[:2] == ["1", "seed"])
+    assert row.endswith("yes")   # both sides reached the same test accuracy
 
 
 def test_views_compares_each_network_with_itself_in_views(trained_seed_model, mnist_dir, tmp_path):
