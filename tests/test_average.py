@@ -14,8 +14,8 @@ from sifir.average import WindowAverage
 from sifir.errors import ModelFileError
 from sifir.recipe import Recipe, RecipeError, build_run
 from sifir.train import Interrupted, Trainer, evaluate
-from test_parallel import convnet, images, no_workers_left, same, shift, weights
-from test_train import request_stop_after
+from test_parallel import convnet, images, no_workers_left, same, weights
+from test_parallel import run as train_spots
 
 
 def test_the_window_keeps_the_last_k_states_and_averages_them():
@@ -34,22 +34,13 @@ def test_the_window_keeps_the_last_k_states_and_averages_them():
         WindowAverage(1)
 
 
-def run(workers=1, average=3, epochs=5, stop_after=None, resume=None, checkpoint_dir=None, lr=3e-2, record=None):
-    """A small convnet on 8×8 spots, a constant learning rate (the weights keep moving: averaging has
-    something to do); ``record`` collects each epoch's weights."""
-    x, y = images(150)
-    model = convnet(dropout=0.25)
-    opt = optim.AdamW(model.parameters(), lr=lr)
-    trainer = Trainer(model, opt, batch_size=25, seed=1, augment=shift, workers=workers, average=average,
-                      checkpoint_dir=checkpoint_dir)
-    if record is not None:
-        trainer.on_epoch = lambda r: record.append(copy.deepcopy(dict(model.state_dict())))
-    if stop_after is not None:
-        request_stop_after(trainer, stop_after)
-    if resume:
-        trainer.load_checkpoint(resume)
-    trainer.fit(x[:125], y[:125], x[125:], y[125:], epochs=epochs)
-    return model, trainer
+def run(workers=1, average=3, epochs=5, record=None, **options):
+    """test_parallel's small convnet at a constant learning rate (the weights keep moving:
+    averaging has something to do); ``record`` collects each epoch's weights."""
+    def prepare(trainer):
+        if record is not None:
+            trainer.on_epoch = lambda r: record.append(copy.deepcopy(dict(trainer.model.state_dict())))
+    return train_spots(workers, epochs, lr=3e-2, one_cycle=False, average=average, prepare=prepare, **options)
 
 
 def mean_of(states):

@@ -107,14 +107,19 @@ def test_the_update_is_the_optimizers_step_on_the_whole_gradient():
     np.testing.assert_allclose(model[0].weight.data, one[0].weight.data, rtol=1e-5, atol=1e-6)
 
 
-def run(workers=2, epochs=2, stop_after=None, resume=None, checkpoint_dir=None, sgd=False):
+def run(workers=2, epochs=2, stop_after=None, resume=None, checkpoint_dir=None, sgd=False, lr=1e-2,
+        one_cycle=True, prepare=None, **options):
+    """A small convnet trained on 8×8 spots; ``options`` go to the Trainer, ``prepare(trainer)``
+    runs before training."""
     x, y = images(150)
     model = convnet(dropout=0.25)
     opt = (optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if sgd
-           else optim.AdamW(model.parameters(), lr=1e-2))
-    sched = optim.OneCycleLR(opt, total=3 * 5)
+           else optim.AdamW(model.parameters(), lr=lr))
+    sched = optim.OneCycleLR(opt, total=3 * 5) if one_cycle else None
     trainer = Trainer(model, opt, batch_size=25, seed=1, schedule=sched, augment=shift, workers=workers,
-                      checkpoint_dir=checkpoint_dir)
+                      checkpoint_dir=checkpoint_dir, **options)
+    if prepare is not None:
+        prepare(trainer)
     if stop_after is not None:
         request_stop_after(trainer, stop_after)
     if resume:
