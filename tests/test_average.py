@@ -105,7 +105,7 @@ def test_interrupt_then_resume_averages_the_same_epochs(tmp_path, workers):
 def test_a_checkpoint_with_another_window_is_refused(tmp_path):
     with pytest.raises(Interrupted):
         run(stop_after=18, checkpoint_dir=tmp_path)
-    with pytest.raises(ModelFileError, match="averages the last 3 epochs' weights, this run 0"):
+    with pytest.raises(ModelFileError, match=r"averages the last 3 epochs' weights \(--average\), this run 0"):
         run(average=None, resume=tmp_path)
     arrays, meta = io.read_npz(tmp_path / "checkpoint.npz", "sifir-checkpoint")
     del arrays[next(k for k in arrays if k.startswith("average.1."))]

@@ -295,11 +295,11 @@ class Run:
         network's test accuracy on the images alone."""
         r, t = self.recipe, self.trainer
         views = {"views": r.views, "one_view_test_accuracy": one_view_accuracy} if (r.views or 1) > 1 else {}
-        return {**views, **self._average_info(test_accuracy), "preset": r.model, "seed": r.seed, "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
+        return {**views, **self._average_info(test_accuracy), "preset": r.model, "seed": r.seed,
+                "workers": t.workers, "epochs": t.epoch, "best_epoch": t.best_epoch,
                 "optimizer": r.optimizer, "lr": r.lr, "batch_size": r.batch_size, "schedule": r.schedule,
                 "augment": r.augment, "test_accuracy": test_accuracy, "recipe": r.options(),
                 "command": r.command(), "history": [vars(h) for h in t.history], **self.facts.info()}
-
 
     def _average_info(self, test_accuracy: float | None) -> dict:
         """With averaging: the window and its validation score, and what was kept. The best

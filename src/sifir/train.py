@@ -369,8 +369,8 @@ class Trainer:
         self.best_acc, self.best_epoch = meta["best"]["score"], meta["best"]["epoch"]
         average = meta.get("average")
         if (self.average is None) != (average is None) or (average and average["k"] != self.average.k):
-            raise ModelFileError(f"{path}: the checkpoint averages the last {average['k'] if average else 0} epochs' "
-                                 f"weights, this run {self.average.k if self.average else 0}")
+            raise ModelFileError(t("train.checkpoint_average", path=path, saved=average["k"] if average else 0,
+                                   run=self.average.k if self.average else 0))
         if average:
             self.average.restore(average["epochs"], arrays, list(self.model.state_dict()))
         pos = meta.get("position")
