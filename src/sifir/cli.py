@@ -145,7 +145,7 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     (model, info) as saved)."""
     from tqdm import tqdm
 
-    from .train import Interrupted
+    from .train import Interrupted, evaluate
 
     facts = data.facts
     bar = None
@@ -218,7 +218,7 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     info = run.info(test_acc, one_view)
     plain = run.plain_model()
     if plain is not None:   # the average was kept: the run without averaging, for comparison
-        info["plain_test_accuracy"] = test_accuracies(plain, data)[0]
+        info["plain_test_accuracy"] = evaluate(plain, data.test_x, data.test_y)[1]   # as kept, in its views only
     path = io.save_model(out, kept, info)
     seconds = sum(r.seconds for r in trainer.history)
     print(messages.t("parallel.train_time", seconds=messages.number(time.perf_counter() - started, decimals=1),
