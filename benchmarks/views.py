@@ -5,12 +5,14 @@ it averages its probabilities over the image and its copies moved by one pixel (
 For each model file, the network inside (taken out of any views it is kept in) is read on the
 validation images it was chosen on (the last 5,000 training images, as its recipe held them out)
 and on the 10,000 test images: as they are, and in 5 and 9 views (the image, its four one-pixel
-moves, and the diagonals). The same networks, the same images: a paired comparison. The median
+moves, and the diagonals), or 10 and 18 (the same with each mirror image, for pictures learned
+mirrored, such as clothes). The same networks, the same images: a paired comparison. The median
 over the models (several seeds of one preset) is the lever's effect; the validation columns are
 the ones a choice may look at, the test columns only report.
 
     python benchmarks/views.py runs/best-s0.npz runs/best-s1.npz runs/best-s2.npz
     python benchmarks/views.py sifir-cnn.npz --views 5 --data-dir ../shared/mnist
+    python benchmarks/views.py fashion-cnn.npz --views 5 9 10 18 --data-dir /usr/share/datasets/fashion-mnist
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sifir import io, nn  # noqa: E402
-from sifir.recipe import Recipe, in_views, load_data  # noqa: E402
+from sifir.recipe import VIEWS, Recipe, in_views, load_data  # noqa: E402
 from sifir.train import evaluate  # noqa: E402
 
 
@@ -43,7 +45,7 @@ def split_accuracies(model: nn.Module, info: dict, views: list[int], data_dir: s
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", help="model files (e.g. one preset trained with several seeds)")
-    p.add_argument("--views", type=int, nargs="+", choices=(5, 9), default=[5, 9])
+    p.add_argument("--views", type=int, nargs="+", choices=[v for v in VIEWS if v > 1], default=[5, 9])
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     rows = []

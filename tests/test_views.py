@@ -10,7 +10,7 @@ from sifir import export, io, models, nn
 from sifir.activations import hidden_activations
 from sifir.errors import ModelFileError
 from sifir.nn.gradcheck import gradcheck
-from sifir.nn.views import SHIFTS, shift, unshift
+from sifir.nn.views import MOVES, SHIFTS, mirror, shift, unshift
 from sifir.recipe import Recipe, RecipeError, in_views
 
 
@@ -45,7 +45,26 @@ def test_forward_is_the_log_of_the_mean_probability_over_the_views():
     np.testing.assert_allclose(np.exp(nn.Views(mlp, 9, image=(5, 6))(flat)), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("views", [5, 9])
+def test_mirrored_views_add_the_mirror_image_of_each_move():
+    assert MOVES[10] == tuple((dy, dx, m) for m in (False, True) for dy, dx in SHIFTS[5])
+    assert MOVES[18] == tuple((dy, dx, m) for m in (False, True) for dy, dx in SHIFTS[9])
+    x = np.arange(12, dtype=np.float64).reshape(1, 1, 3, 4)
+    np.testing.assert_array_equal(mirror(x)[0, 0], [[3, 2, 1, 0], [7, 6, 5, 4], [11, 10, 9, 8]])
+    net = small_cnn().eval()
+    x = np.random.default_rng(6).standard_normal((3, 1, 5, 6)).astype(np.float32)
+    flipped = np.ascontiguousarray(x[..., ::-1])
+    # the mirror first, then the move: shift(mirror(x)); an asymmetric network tells them apart
+    expected = np.mean([nn.softmax(net(shift(image, dy, dx, -0.5)).astype(np.float64))
+                        for image in (x, flipped) for dy, dx in SHIFTS[5]], axis=0)
+    np.testing.assert_allclose(np.exp(nn.Views(net, 10, fill=-0.5, image=(5, 6))(x)), expected, rtol=1e-5)
+    assert not np.allclose(expected, np.exp(nn.Views(net, 5, fill=-0.5, image=(5, 6))(x)), rtol=1e-3)
+    mlp = nn.Sequential(nn.Linear(30, 4)).eval()
+    expected = np.mean([nn.softmax(mlp(shift(image, dy, dx, 0.0).reshape(3, 30)))
+                        for image in (x, flipped) for dy, dx in SHIFTS[9]], axis=0)
+    np.testing.assert_allclose(np.exp(nn.Views(mlp, 18, image=(5, 6))(x.reshape(3, 30))), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("views", [5, 9, 10, 18])
 def test_gradients_match_central_differences(views):
     # ε = 1e-5: an input pixel near the border is seen by few views and its gradient can be ~1e-6,
     # where ε = 1e-6 leaves only four digits above the round-off of L (about 1e-16 / ε)
@@ -117,15 +136,16 @@ def test_the_page_sees_the_network_and_the_averaged_answer():
 
 def test_onnx_gives_what_sifir_gives():
     x = np.random.default_rng(5).standard_normal((7, 1, 28, 28)).astype(np.float32)
-    for name, views in (("fast", 9), ("seed", 5)):
+    for name, views in (("fast", 9), ("seed", 5), ("cnn", 18)):
         nn.manual_seed(0)
         model = nn.Views(models.build(name), views, fill=-0.42).eval()
         difference, scale = export.onnxruntime_difference(export.to_onnx(model, {}), model, x)
         assert difference < 1e-5 * max(1.0, scale)
-    mlp = nn.Views(models.custom_mlp([20]), 5, fill=-0.42).eval()
-    proto = export.to_onnx(mlp, {"input": {"shape": [784]}})
-    difference, scale = export.onnxruntime_difference(proto, mlp, x.reshape(7, 784))
-    assert difference < 1e-5 * max(1.0, scale)
+    for views in (5, 10):
+        mlp = nn.Views(models.custom_mlp([20]), views, fill=-0.42).eval()
+        proto = export.to_onnx(mlp, {"input": {"shape": [784]}})
+        difference, scale = export.onnxruntime_difference(proto, mlp, x.reshape(7, 784))
+        assert difference < 1e-5 * max(1.0, scale)
     pair = nn.Ensemble(nn.Views(models.build("seed"), 5, fill=-0.4), nn.Views(models.build("cnn"), 5, fill=-0.4)).eval()
     difference, scale = export.onnxruntime_difference(export.to_onnx(pair, {}), pair, x)
     assert difference < 1e-5 * max(1.0, scale)
@@ -134,10 +154,13 @@ def test_onnx_gives_what_sifir_gives():
 def test_the_recipe_says_how_many_views():
     assert Recipe(model="best").resolved().views == 9
     assert Recipe(model="cnn").resolved().views == 1 and Recipe(model="custom").resolved().views == 1
+    # clothes are read mirrored too (the network learned them mirrored); digits never
+    assert Recipe(model="cnn", dataset="fashion-mnist").resolved().views == 10
+    assert Recipe(model="cnn", dataset="fashion-mnist", views=5).resolved().views == 5
     assert Recipe(model="cnn", views=9).resolved().command() == "sifir train --model cnn --views 9"
     assert Recipe(model="best", views=1).resolved().command() == "sifir train --model best --views 1"
     for bad in (3, 5.0, "5", True):
-        with pytest.raises(RecipeError, match=r"--views must be one of 1, 5, 9") as e:
+        with pytest.raises(RecipeError, match=r"--views must be one of 1, 5, 9, 10, 18") as e:
             Recipe(model="seed", views=bad).resolved()
         assert e.value.field == "views" and "görünüm" in e.value.render("tr")
 

@@ -131,21 +131,28 @@ def _ensemble(ensemble: nn.Ensemble, g: _Graph, x: str, where: str) -> str:
 
 
 def _views(views: nn.Views, g: _Graph, x: str, where: str) -> str:
-    # What nn.Views computes, in one batch: the V shifted copies of the input stacked along the
-    # batch axis (view-major), the network once on them, then the views' probabilities averaged.
+    # What nn.Views computes, in one batch: the V shifted (and mirrored) copies of the input stacked
+    # along the batch axis (view-major), the network once on them, then the views' probabilities averaged.
     here = f"{where}.views" if where else "views"
     h, w = views.image
     images = g.node("Reshape", [x, g.ints(f"{here}.image_shape", [0, -1, h, w])], f"{here}.image")
     shape = g.node("Shape", [x], here)
     fill = g.weight(f"{here}.fill", np.array(views.fill, np.float32))
+    pads = g.ints(f"{here}.pads", [0, 0, 1, 1, 0, 0, 1, 1])
     # one pixel of fill around the image: a view is then a window of the padded picture
-    padded = g.node("Pad", [images, g.ints(f"{here}.pads", [0, 0, 1, 1, 0, 0, 1, 1]), fill], here)
+    padded = {False: g.node("Pad", [images, pads, fill], here)}
+    if any(mirrored for _, _, mirrored in views.moves):
+        # the columns read from the last to the first: a Slice with step −1 over the width
+        mirrored = g.node("Slice", [images, g.ints(f"{here}.mirror.starts", [w - 1]),
+                                    g.ints(f"{here}.mirror.ends", [-w - 1]), g.ints(f"{here}.mirror.axes", [3]),
+                                    g.ints(f"{here}.mirror.steps", [-1])], f"{here}.mirror")
+        padded[True] = g.node("Pad", [mirrored, pads, fill], f"{here}.mirror")
     axes = g.ints(f"{here}.axes", [2, 3])
     copies = []
-    for v, (dy, dx) in enumerate(views.shifts):
+    for v, (dy, dx, mirrored) in enumerate(views.moves):
         name = f"{here}.view{v}"
         # view[r, c] = image[r − dy, c − dx] = padded[r + 1 − dy, c + 1 − dx]
-        window = g.node("Slice", [padded, g.ints(f"{name}.starts", [1 - dy, 1 - dx]),
+        window = g.node("Slice", [padded[mirrored], g.ints(f"{name}.starts", [1 - dy, 1 - dx]),
                                   g.ints(f"{name}.ends", [1 - dy + h, 1 - dx + w]), axes], name)
         copies.append(g.node("Reshape", [window, shape], name))
     batch = g.node("Concat", copies, here, axis=0)
@@ -153,7 +160,7 @@ def _views(views: nn.Views, g: _Graph, x: str, where: str) -> str:
     # (V·N, K) → (V, N, K): the class count is read from the probabilities' own shape
     classes = g.node("Slice", [g.node("Shape", [probs], f"{here}.probs"), g.ints(f"{here}.one", [1]),
                                g.ints(f"{here}.two", [2])], f"{here}.classes")
-    by_view = g.node("Concat", [g.ints(f"{here}.by_view", [len(views.shifts), -1]), classes], f"{here}.by_view", axis=0)
+    by_view = g.node("Concat", [g.ints(f"{here}.by_view", [len(views.moves), -1]), classes], f"{here}.by_view", axis=0)
     mean = g.node("ReduceMean", [g.node("Reshape", [probs, by_view], f"{here}.by_view")], here, axes=[0], keepdims=0)
     tiny = g.weight(f"{here}.tiny", np.array(np.finfo(np.float32).tiny, np.float32))
     return g.node("Log", [g.node("Max", [mean, tiny], here)], here)

@@ -33,9 +33,10 @@ from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET, IMAGE_SHAPE
 from .data.inputs import MNIST_FACTS, DataFacts
 from .errors import SifirError
 from .messages import language, t
-from .nn.views import SHIFTS
+from .nn.views import MOVES
 
-VIEWS = tuple(SHIFTS)   # 1: the image alone; 5: and its one-pixel moves; 9: and the diagonals
+# 1: the image alone; 5: and its one-pixel moves; 9: and the diagonals; 10, 18: 5, 9 and their mirrors
+VIEWS = tuple(sorted(MOVES))
 
 
 class RecipeError(SifirError):
