@@ -11,8 +11,9 @@ their probabilities are averaged (test-time augmentation).
 A digit drawn one pixel to the left is the same digit. The network saw such shifts in training
 (augmentation), and a doubtful image that one view reads wrongly is often read rightly by the
 others. A shoe pointing the other way is still a shoe, but a mirrored 3 is no digit: the
-mirrored views (10 and 18) are for networks trained on mirrored pictures, such as clothes. It is an ensemble of one network over several inputs: it costs V forward passes and
-learns nothing; ``Views`` only ever wraps a network that has finished training.
+mirrored views (10 and 18) are for networks trained on mirrored pictures, such as clothes.
+It is an ensemble of one network over several inputs: it costs V forward passes and learns
+nothing; ``Views`` only ever wraps a network that has finished training.
 
 Backward (for the gradient check): as in ``Ensemble``, dL/dp_v = (1/V)·g/p̄ and dL/dz_v =
 p_v ⊙ (dL/dp_v − Σ_j dL/dp_vj · p_vj); the network's forward pass is run again for each view
@@ -67,11 +68,11 @@ def views_of(model: Module) -> int:
 
 
 class Views(Module):
-    """``net`` applied to shifted copies of the input; the output is the log of their mean
-    probabilities. ``views`` is 1, 5 or 9 (the image, its four one-pixel moves, the diagonals),
-    or 10 or 18 (5 or 9, each also mirrored left to right);
-    ``image`` the (height, width) the input is reshaped to for shifting, so a flat MLP input
-    (N, 784) is shifted as the 28×28 picture it is."""
+    """``net`` applied to shifted (or mirrored) copies of the input; the output is the log of
+    their mean probabilities. ``views`` is 1, 5 or 9 (the image, its four one-pixel moves, the
+    diagonals), or 10 or 18 (5 or 9, each also mirrored left to right); ``image`` the (height,
+    width) the input is reshaped to for shifting, so a flat MLP input (N, 784) is shifted as
+    the 28×28 picture it is."""
 
     def __init__(self, net: Module, views: int = 5, fill: float = 0.0, image=(28, 28)):
         if isinstance(views, bool) or not isinstance(views, int) or views not in MOVES:
