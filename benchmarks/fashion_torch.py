@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from sifir import models, nn
 from sifir.augment import make_augment
-from sifir.nn.views import MOVES, mirror, shift
+from sifir.nn.views import MOVES, move
 from sifir.recipe import Recipe, load_data
 
 
@@ -144,7 +144,7 @@ def accuracy_in_views(net, x, y, moves, fill: float, batch_size: int = 1000) -> 
             images = x[i:i + batch_size]
             mean = 0
             for dy, dx, mirrored in moves:
-                view = np.ascontiguousarray(shift(mirror(images) if mirrored else images, dy, dx, fill))
+                view = np.ascontiguousarray(move(images, dy, dx, mirrored, fill))
                 mean = mean + torch.softmax(net(torch.from_numpy(view)), dim=1)
             right += int((mean.argmax(1) == torch.from_numpy(y[i:i + batch_size])).sum())
     return right / len(x)

@@ -59,6 +59,12 @@ def mirror(x: np.ndarray) -> np.ndarray:
     return x[..., ::-1]
 
 
+def move(x: np.ndarray, dy: int, dx: int, mirrored: bool, fill: float) -> np.ndarray:
+    """One view of (…, H, W) images: mirrored left to right where ``mirrored`` says so, then
+    moved dy rows down and dx columns right, the uncovered border ``fill``."""
+    return shift(mirror(x) if mirrored else x, dy, dx, fill)
+
+
 def views_of(model: Module) -> int:
     """How many views a model reads each input in: a ``Views`` model's count, an ensemble's first
     member's (an ensemble trained by one recipe reads all its members alike), else 1."""
@@ -97,9 +103,7 @@ class Views(Module):
         if dy == dx == 0 and not mirrored:
             return x
         images = x.reshape(len(x), -1, *self.image)
-        if mirrored:
-            images = mirror(images)
-        return np.ascontiguousarray(shift(images, dy, dx, self.fill)).reshape(x.shape)
+        return np.ascontiguousarray(move(images, dy, dx, mirrored, self.fill)).reshape(x.shape)
 
     def forward(self, x):
         self._x = x
