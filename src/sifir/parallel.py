@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import functools
 import math
 import mmap
 import multiprocessing
@@ -169,29 +170,45 @@ def _openblas():
     return None
 
 
+@functools.cache
+def _blas_limit():
+    """How this process limits its BLAS, found once: ``limit(n)``, a context manager, or None.
+    Finding the libraries is the slow part (threadpoolctl walks every loaded library: about
+    1 ms a call, as much as a batch of 1000 images through an MLP), so it happens only once:
+    the BLAS that NumPy runs on is loaded with NumPy, before anything here asks."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        ThreadpoolController = None
+    if ThreadpoolController is not None:
+        controller = ThreadpoolController()
+        return lambda n: controller.limit(limits=n, user_api="blas")
+    lib = _openblas()
+    if lib is None:
+        return None
+    get, put = lib
+
+    @contextmanager
+    def limit(n):
+        before = get()
+        put(n)
+        try:
+            yield
+        finally:
+            put(before)
+    return limit
+
+
 @contextmanager
 def blas_threads(n: int):
     """BLAS limited to ``n`` threads inside the block (threadpoolctl when it is installed: it
     knows every BLAS; else NumPy's OpenBLAS directly; else unchanged)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=n, user_api="blas"):
-            yield
-        return
-    lib = _openblas()
-    if lib is None:
+    limit = _blas_limit()
+    if limit is None:
         yield
         return
-    get, put = lib
-    before = get()
-    put(n)
-    try:
+    with limit(n):
         yield
-    finally:
-        put(before)
 
 
 # -- shared memory and meeting points ---------------------------------------------------------
