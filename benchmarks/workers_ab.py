@@ -4,8 +4,14 @@ from sifir.parallel? Epochs on the first N training images, the two settings int
 medians over rounds. One worker runs BLAS on every core (its default); W workers run BLAS on
 one thread each. The answer decides ``parallel.default_workers``.
 
+With --inference, the same question for reading the 10,000 test images in batches of 1000
+(``predict_logits``): one thread whose BLAS uses every core, against one thread per core with
+BLAS on one each; the median of 7 calls per round. ``predict_logits`` takes its threads from
+``parallel.default_workers`` too, so the answer has to agree with the training one.
+
     python benchmarks/workers_ab.py                      # 784-128-10, 784-800-10, LeNet-5; 20,000 images, 3 rounds
     python benchmarks/workers_ab.py --images 5000 --rounds 1
+    python benchmarks/workers_ab.py --inference --rounds 5
 """
 from __future__ import annotations
 
@@ -16,13 +22,16 @@ import time
 import numpy as np
 
 from before_after import lenet5
-from sifir import nn, optim, parallel
+from sifir import models, nn, optim, parallel
 from sifir.data import mnist
-from sifir.train import Trainer
+from sifir.train import Trainer, predict_logits
 
 
-def networks():
-    return {"784-128-10": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)),
+def networks(seed: bool = False):
+    """The networks compared; ``seed`` adds the seed preset's (inference only: a training step of
+    its 7,940 weights takes tens of microseconds, so it stays on one worker anyway)."""
+    return {**({"784-10-10 (seed)": models.seed} if seed else {}),
+            "784-128-10": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)),
             "784-800-10": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 10)),
             "LeNet-5": lambda: lenet5(nn)}
 
@@ -37,16 +46,30 @@ def epoch_seconds(build, x, y, workers: int) -> float:
     return time.perf_counter() - start
 
 
+def inference_seconds(model, x, threads: int, calls: int = 7) -> float:
+    """Median seconds of predict_logits over x in batches of 1000, ``threads`` threads."""
+    predict_logits(model, x, 1000, workers=threads)   # untimed: first touches, thread start-up
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        predict_logits(model, x, 1000, workers=threads)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--inference", action="store_true", help="inference on the 10,000 test images instead of training")
     args = p.parse_args(argv)
     data = mnist.load_mnist(args.data_dir, download_missing=False, log=lambda *a: None)
     x = mnist.normalize(data["train_images"][:args.images])
     y = data["train_labels"][:args.images].astype(np.int64)
     cores = parallel.usable_cores()
+    if args.inference:
+        return inference(mnist.normalize(data["test_images"]), args.rounds, cores)
     print(f"{args.images:,} images, {args.rounds} rounds, {cores} usable cores")
     for name, build in networks().items():
         times = {1: [], cores: []}
@@ -56,6 +79,21 @@ def main(argv=None) -> int:
         one, many = statistics.median(times[1]), statistics.median(times[cores])
         print(f"{name}: 1 worker {one:.2f} s, {cores} workers {many:.2f} s, "
               f"{cores} workers / 1 worker {many / one:.2f}; default_workers: {parallel.default_workers(build(), cores)}")
+    return 0
+
+
+def inference(x, rounds: int, cores: int) -> int:
+    print(f"inference, {len(x):,} images in batches of 1000, {rounds} rounds, {cores} usable cores")
+    for name, build in networks(seed=True).items():
+        nn.manual_seed(0)
+        model = build()
+        times = {1: [], cores: []}
+        for r in range(rounds):
+            for w in ([1, cores] if r % 2 == 0 else [cores, 1]):
+                times[w].append(inference_seconds(model, x, w))
+        one, many = statistics.median(times[1]), statistics.median(times[cores])
+        print(f"{name}: 1 thread {one * 1e3:.1f} ms, {cores} threads {many * 1e3:.1f} ms, "
+              f"{cores} threads / 1 thread {many / one:.2f}; default_workers: {parallel.default_workers(model, cores)}")
     return 0
 
 

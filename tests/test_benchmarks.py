@@ -163,3 +163,34 @@ def test_workers_ab_compares_one_worker_with_every_core(mnist_dir):
     from sifir import parallel
     assert rows["784-800-10"].endswith("default_workers: 1")
     assert rows["LeNet-5"].endswith(f"default_workers: {parallel.usable_cores()}")
+
+
+def test_workers_ab_compares_one_inference_thread_with_every_core(mnist_dir):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "workers_ab.py"), "--inference",
+                          "--rounds", "1", "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.strip().splitlines()
+    assert out[0].startswith("inference, 10,000 images in batches of 1000, 1 rounds") and len(out) == 5
+    rows = dict(line.split(": ", 1) for line in out[1:])
+    assert set(rows) == {"784-10-10 (seed)", "784-128-10", "784-800-10", "LeNet-5"}
+    assert all(" threads / 1 thread " in row for row in rows.values())
+    from sifir import parallel
+    assert rows["784-10-10 (seed)"].endswith("default_workers: 1")
+    assert rows["LeNet-5"].endswith(f"default_workers: {parallel.usable_cores()}")
+
+
+def test_wider_best_widens_only_the_third_stage():
+    import wider_best
+    from sifir import models, nn
+    wide, best = wider_best.preset(256), models.PRESETS["best"]
+    net = wide.build()
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 256]
+    assert [type(m) for m in net] == [type(m) for m in best.build()]   # the same layers, one wider
+    assert [m.in_features for m in net if isinstance(m, nn.Linear)] == [256 * 7 * 7, 128]
+    assert wide.build(classes=26)[-1].out_features == 26
+    assert (wide.optimizer, wide.lr, wide.epochs, wide.augment, wide.views) == \
+           (best.optimizer, best.lr, best.epochs, best.augment, best.views)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    net.eval()
+    assert net(x).shape == (2, 10)
+    assert wider_best.main([]) == 2 and models.PRESETS["best"] is best   # no width: usage, nothing changed
