@@ -174,7 +174,7 @@ def _openblas():
 def _blas_limit():
     """How this process limits its BLAS, found once: ``limit(n)``, a context manager, or None.
     Finding the libraries is the slow part (threadpoolctl walks every loaded library: about
-    1 ms a call, more than a batch of 1000 images through the seed network), so it happens
+    1 ms a call, as long as a batch of 1000 images through the seed network), so it happens
     once: the BLAS that NumPy runs on is loaded with NumPy, before anything here asks."""
     try:
         from threadpoolctl import ThreadpoolController
