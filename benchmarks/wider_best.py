@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from sifir import cli, models, nn  # noqa: E402
-
-
-def wider_best(width: int, classes: int = models.CLASSES) -> nn.Sequential:
-    """models.best with ``width`` channels in the third convolution."""
-    return nn.Sequential(
-        *models._pooled_stage(1, 32),    # 32×14×14
-        *models._pooled_stage(32, 64),   # 64×7×7
-        nn.Conv2d(64, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),   # width×7×7
-        nn.Flatten(),
-        nn.Linear(width * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(128, classes),
-    )
+from sifir import cli, models  # noqa: E402
 
 
 def preset(width: int) -> models.Preset:
     """The `best` preset's recipe (and its data set recipes) around the wider network."""
-    return replace(models.PRESETS["best"], build=lambda classes=models.CLASSES: wider_best(width, classes))
+    return replace(models.PRESETS["best"], build=partial(models.best, width=width))
 
 
 def main(argv=None) -> int:

@@ -65,11 +65,11 @@ def main(argv=None) -> int:
     p.add_argument("--inference", action="store_true", help="inference on the 10,000 test images instead of training")
     args = p.parse_args(argv)
     data = mnist.load_mnist(args.data_dir, download_missing=False, log=lambda *a: None)
-    x = mnist.normalize(data["train_images"][:args.images])
-    y = data["train_labels"][:args.images].astype(np.int64)
     cores = parallel.usable_cores()
     if args.inference:
         return inference(mnist.normalize(data["test_images"]), args.rounds, cores)
+    x = mnist.normalize(data["train_images"][:args.images])
+    y = data["train_labels"][:args.images].astype(np.int64)
     print(f"{args.images:,} images, {args.rounds} rounds, {cores} usable cores")
     for name, build in networks().items():
         times = {1: [], cores: []}

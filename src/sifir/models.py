@@ -91,16 +91,17 @@ def cnn(classes: int = CLASSES) -> nn.Sequential:
     )
 
 
-def best(classes: int = CLASSES) -> nn.Sequential:
+def best(classes: int = CLASSES, width: int = 128) -> nn.Sequential:
     """``cnn`` with a third convolution at 7×7 (cheap there: 49 positions per image) and
     BatchNorm in the classifier too; trained longer, on affine + elastic augmentation, with
-    label smoothing."""
+    label smoothing. ``width``: the third convolution's channels (256 was measured and gave
+    nothing for a quarter more time: docs/benchmarks.md, "A wider third stage")."""
     return nn.Sequential(
         *_pooled_stage(1, 32),    # 32×14×14
         *_pooled_stage(32, 64),   # 64×7×7
-        nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),                 # 128×7×7
+        nn.Conv2d(64, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),             # width×7×7
         nn.Flatten(),
-        nn.Linear(128 * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(width * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),
         nn.Linear(128, classes),
     )
 

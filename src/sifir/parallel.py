@@ -46,7 +46,7 @@ import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -199,16 +199,11 @@ def _blas_limit():
     return limit
 
 
-@contextmanager
 def blas_threads(n: int):
-    """BLAS limited to ``n`` threads inside the block (threadpoolctl when it is installed: it
-    knows every BLAS; else NumPy's OpenBLAS directly; else unchanged)."""
+    """A context manager: BLAS limited to ``n`` threads inside the block (threadpoolctl when it
+    is installed: it knows every BLAS; else NumPy's OpenBLAS directly; else unchanged)."""
     limit = _blas_limit()
-    if limit is None:
-        yield
-        return
-    with limit(n):
-        yield
+    return nullcontext() if limit is None else limit(n)
 
 
 # -- shared memory and meeting points ---------------------------------------------------------
