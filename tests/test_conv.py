@@ -193,6 +193,33 @@ def test_conv_in_slices_and_both_weight_gradient_paths(monkeypatch, cin, cout, k
     assert max(errors.values()) < TOL, errors
 
 
+@pytest.mark.parametrize("cin,cout,kernel,stride,padding,shape", [c for c in CONV_CASES if F.pair(c[3]) == (1, 1)]
+                         + [(2, 3, (3, 2), 1, (0, 1), (1, 2, 6, 5)), (1, 4, 5, 1, 0, (3, 1, 7, 9))])
+@pytest.mark.parametrize("shifted", [True, False])
+def test_conv_inference_from_shifted_runs_matches_the_reference(monkeypatch, cin, cout, kernel, stride, padding,
+                                                                shape, shifted):
+    # stride 1, inference: the patch matrix from shifted runs of the flat input (few images), or
+    # copied an output row at a time; both give the definition's numbers, in the batch-last layout
+    monkeypatch.setattr(conv_module, "SHIFTED_ROW", 10 ** 9 if shifted else 0)
+    layer = nn.Conv2d(cin, cout, kernel, stride, padding, rng=np.random.default_rng(1))
+    layer.eval()
+    x = rand(*shape).astype(np.float32)
+    expected = conv_reference(x.astype(np.float64), layer.weight.data.astype(np.float64), layer.bias.data,
+                              F.pair(stride), F.pair(padding))
+    y = layer(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert y.dtype == np.float32 and F.batch_last(y).flags.c_contiguous
+
+
+def test_shifted_patches_hold_the_patch_matrix_on_the_output_columns():
+    x = rand(3, 2, 6, 5).astype(np.float32)
+    padded = F.padded_batch_last(x, (1, 2))                                # (C, Hp, Wp, N): 2, 8, 9, 3
+    wide = F.shifted_patches(padded, (3, 4))                               # (C·kh·kw, ((Ho−1)·Wp + Wo)·N)
+    ho, wo, wp, n = 6, 6, 9, 3
+    assert wide.shape == (2 * 3 * 4, ((ho - 1) * wp + wo) * n)
+    np.testing.assert_array_equal(F.from_shifted(wide, ho, wo, wp, n), F.patches(padded, (3, 4)))
+
+
 def test_patch_matrix_holds_the_numbers_im2col_does():
     from sifir.nn import plain
     x = rand(3, 2, 7, 6).astype(np.float32)

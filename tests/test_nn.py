@@ -39,6 +39,22 @@ def test_activation_gradients(layer):
     assert gradcheck(layer, x)["input"] < TOL
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_of_large_arrays_is_max_with_zero_in_any_layout(dtype):
+    # the fast path (rows against a row of zeros) from RELU_ROW·2 numbers on, and the plain one
+    from sifir.nn import functional as F
+    specials = np.array([np.nan, -0.0, 0.0, -np.inf, np.inf, -1e-40, 1e-40, -3, 2], dtype)
+    big = np.resize(np.concatenate([specials, rand(F.RELU_ROW).astype(dtype)]), 3 * 10_800)   # ≥ 2·RELU_ROW
+    dense = [specials, big, big.reshape(-1, 3).T,                                      # contiguous, transposed
+             big[: 4 * 5 * 1600].reshape(4, 5, 40, 40).transpose(3, 0, 1, 2)]         # a batch-last view
+    for x in dense + [big.reshape(6, -1)[:, ::2]]:                                      # and a strided one
+        y = F.relu(x)
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+        assert y.dtype == dtype and y.shape == x.shape and not np.shares_memory(y, x)
+    for x in dense:   # the next layer meets the memory layout it was handed
+        assert F.relu(x).strides == x.strides
+
+
 def test_dropout_gradient_with_fixed_mask():
     layer = nn.Dropout(0.3)
     x = rand(8, 5)

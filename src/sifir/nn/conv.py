@@ -26,6 +26,12 @@ from .module import Module, Parameter
 # gigabytes, and each slice is multiplied while it is still in the cache (the cnn preset's
 # second convolution, 1000 images: 164–225 against 205–266 ms with slices of 64 MB).
 EVAL_CHUNK = 1 << 20
+# Inference with stride 1 builds the patch matrix from shifted runs of the flat input
+# (``functional.shifted_patches``) when an output row of all the images is at most this many
+# numbers: copying Wo·N numbers at a time is mostly per-copy overhead then (one image of the cnn
+# preset, 32 → 64 channels at 14×14: 144 against 101 µs; 64 images: 4.9 against 6.8 ms, as the
+# wider product does 14 % more work).
+SHIFTED_ROW = 32
 # The input gradient is computed a few output rows at a time, about this many numbers of
 # dL/dcols at once (2 MB), which col2im adds back while they are still in the cache.
 COL2IM_CHUNK = 1 << 19
@@ -102,6 +108,10 @@ class Conv2d(Module):
         if self.training:   # keep the patch matrix for dL/dW
             self.cols = F.patches(padded, self.kernel_size, self.stride)    # (C·kh·kw, Ho·Wo·N)
             y = wmat @ self.cols                                            # the one GEMM: (out, Ho·Wo·N)
+        elif self.stride == (1, 1) and wo * n <= SHIFTED_ROW:   # inference on a few images
+            self.cols = None
+            wide = wmat @ F.shifted_patches(padded, self.kernel_size)       # (out, ((Ho−1)·Wp + Wo)·N)
+            y = F.from_shifted(wide, ho, wo, padded.shape[2], n)
         else:               # inference: nothing to keep, so bound memory: a few output rows at a time
             self.cols = None
             y = np.empty((self.out_channels, ho * wo * n), np.result_type(x.dtype, wmat.dtype))
@@ -220,10 +230,10 @@ class _Pool2d(Module):
 
 def _fold(ufunc, a, axis):
     """ufunc over a short axis as chained element-wise ops (faster than a strided reduction)."""
-    parts = np.moveaxis(a, axis, 0)
-    out = parts[0].copy() if len(parts) == 1 else ufunc(parts[0], parts[1])
-    for part in parts[2:]:
-        ufunc(out, part, out=out)
+    lead = (slice(None),) * axis     # a[lead + (i,)]: entry i of the axis (indexing beats moveaxis for one image)
+    out = a[lead + (0,)].copy() if a.shape[axis] == 1 else ufunc(a[lead + (0,)], a[lead + (1,)])
+    for i in range(2, a.shape[axis]):
+        ufunc(out, a[lead + (i,)], out=out)
     return out
 
 

@@ -17,6 +17,29 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+# NumPy's maximum runs its vector loop against an array but a scalar loop against a scalar: max(x, 0)
+# is 2.5–4 times faster (1000×800 numbers: 147 against 574 µs) as rows of x against one row of
+# zeros. 16,000 numbers: 64,000 bytes, no multiple of 4 KB (rows of x that start at the zeros'
+# offset within a page, row after row, stall the loads).
+RELU_ROW = 16000
+_ZEROS: dict = {}
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), element-wise, in the memory layout of ``x`` (a new array)."""
+    out = np.empty_like(x)
+    flat, flat_out = x.ravel(order="K"), out.ravel(order="K")   # memory order: views when x is dense
+    if x.size < 2 * RELU_ROW or out.strides != x.strides or not np.shares_memory(flat, x):
+        return np.maximum(x, 0, out=out)
+    zeros = _ZEROS.get(x.dtype)
+    if zeros is None:
+        zeros = _ZEROS[x.dtype] = np.zeros(RELU_ROW, x.dtype)
+    whole = x.size // RELU_ROW * RELU_ROW
+    np.maximum(flat[:whole].reshape(-1, RELU_ROW), zeros, out=flat_out[:whole].reshape(-1, RELU_ROW))
+    np.maximum(flat[whole:], zeros[:x.size - whole], out=flat_out[whole:])
+    return out
+
+
 def one_hot(labels: np.ndarray, num_classes: int, dtype=np.float32) -> np.ndarray:
     out = np.zeros((len(labels), num_classes), dtype=dtype)
     out[np.arange(len(labels)), labels] = 1
@@ -39,6 +62,8 @@ class ShapeError(SifirError, ValueError):
 
 def pair(value, name: str = "kernel_size") -> tuple[int, int]:
     """3 → (3, 3); (3, 5) → (3, 5); anything else is refused."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value   # already a pair (a layer's own sizes, every call): nothing to check
     items = (value, value) if isinstance(value, (int, np.integer)) else value
     items = tuple(items) if isinstance(items, (tuple, list)) else ()
     if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
@@ -99,6 +124,35 @@ def patches(padded: np.ndarray, kernel_size, stride=1, rows: tuple[int, int] | N
     cols = np.empty((c, kh, kw, r1 - r0, wo, n), padded.dtype)
     np.copyto(cols, windows[:, r0:r1].transpose(0, 4, 5, 1, 2, 3))   # (C, Ho, Wo, N, kh, kw) → (C, kh, kw, …)
     return cols.reshape(c * kh * kw, (r1 - r0) * wo * n)
+
+
+def shifted_patches(padded: np.ndarray, kernel_size) -> np.ndarray:
+    """The patch matrix for stride 1 over a wider grid, built from long runs: ``(C·kh·kw, L·N)``
+    with L = (Ho − 1)·Wp + Wo. Each output row is continued across the whole padded width Wp, so
+    the numbers under kernel offset (i, j) are one contiguous stretch of the flat input, starting
+    (i·Wp + j)·N numbers in: a row of this matrix is one copy, where ``patches`` copies one
+    output row of Wo·N numbers at a time (slow when Wo·N is a handful: one image).
+
+    Column (r·Wp + q)·N + n is output position (r, q) of image n for q < Wo; the columns with
+    q ≥ Wo mix the end of one row with the start of the next, and are computed and dropped
+    (``from_shifted``)."""
+    c, hp, wp, n = padded.shape
+    kh, kw = pair(kernel_size)
+    ho, wo = conv_output_size(hp, kh), conv_output_size(wp, kw)
+    length = ((ho - 1) * wp + wo) * n
+    padded = np.ascontiguousarray(padded)
+    s = padded.strides   # offset (c, i, j) then run l is c·s0 + i·s1 + j·s2 + l·s3
+    runs = np.ndarray((c, kh, kw, length), padded.dtype, padded, strides=(s[0], s[1], s[2], s[3]))
+    return np.ascontiguousarray(runs).reshape(c * kh * kw, length)
+
+
+def from_shifted(wide: np.ndarray, out_h: int, out_w: int, padded_w: int, n: int) -> np.ndarray:
+    """The output positions (rows, Ho·Wo·N) out of a product with ``shifted_patches`` (rows,
+    ((Ho − 1)·Wp + Wo)·N): output row r is Wo·N numbers starting at r·Wp·N."""
+    wide = np.ascontiguousarray(wide)
+    rows, s = wide.shape[0], wide.strides
+    picked = np.ndarray((rows, out_h, out_w * n), wide.dtype, wide, strides=(s[0], padded_w * n * s[1], s[1]))
+    return np.ascontiguousarray(picked).reshape(rows, out_h * out_w * n)
 
 
 def add_patches(grad: np.ndarray, part: np.ndarray, kernel_size, stride=1, rows: tuple[int, int] | None = None) -> None:

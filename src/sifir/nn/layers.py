@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from . import functional as F
 from . import init
 from .module import Module, Parameter
 
@@ -48,7 +49,7 @@ class ReLU(Module):
     keeps y, which the next layer holds anyway, and inference makes one pass, not two.)"""
 
     def forward(self, x):
-        self.y = np.maximum(x, 0)
+        self.y = F.relu(x)
         return self.y
 
     def backward(self, grad_out, need_input_grad=True):
