@@ -4,9 +4,11 @@
 One run measures every row at each core count (default: one core and every core, plus two when
 the machine has more, for the scaling from one to two). At c cores, sifir trains and infers as
 a user's ``sifir train`` does (``parallel.default_workers``): a network with convolutions on c
-worker processes (inference: c threads) with BLAS on one thread each, an MLP in one process whose
-BLAS runs c threads; PyTorch runs c
-threads (``torch.set_num_threads`` and every BLAS/OpenMP pool), scikit-learn c BLAS threads.
+worker processes sharing each batch (inference: c threads), an MLP big enough on c worker
+processes sharing each layer's units (``sifir.split``; inference: one thread whose BLAS runs c
+threads), with BLAS on one thread in each worker; a small MLP in one process whose BLAS runs c
+threads. PyTorch runs c threads (``torch.set_num_threads`` and every BLAS/OpenMP pool),
+scikit-learn c BLAS threads.
 Every row trains one architecture in each framework from the same initial weights, on the same
 55,000 MNIST training images, with the same batch size and optimizer. Epochs are interleaved
 (every framework at every core count, then the next epoch in rotated order), so a busy machine
@@ -328,7 +330,7 @@ def inference(sifir_model, torch_model, sk, test_x, c: int, repeats: int = 5, si
     torch_model.eval()
     out = {"sifir": {}, "torch": {}}
     with cores(c):
-        threads = parallel.default_workers(sifir_model, c)
+        threads = parallel.inference_threads(sifir_model, c)
         out["sifir"]["all_s"] = _median_time(lambda: predict_logits(sifir_model, test_x, 1000, workers=threads), repeats)
         out["torch"]["all_s"] = _median_time(lambda: torch_predict(torch_model, tx), repeats)
         torch_model.eval()

@@ -1,17 +1,19 @@
 #!/usr/bin/env python
-"""One worker against every core's worth of workers, for an MLP and a CNN: which networks gain
-from sifir.parallel? Epochs on the first N training images, the two settings interleaved,
-medians over rounds. One worker runs BLAS on every core (its default); W workers run BLAS on
-one thread each. The answer decides ``parallel.default_workers``.
+"""One worker against every core's worth of workers, for MLPs and a CNN: which networks gain
+from training on several processes? Epochs on the first N training images, the two settings
+interleaved, medians over rounds. One worker runs BLAS on every core (its default); W workers
+run BLAS on one thread each, and share each batch (a CNN: sifir.parallel) or each layer's units
+(an MLP: sifir.split). The answer decides ``parallel.default_workers``.
 
 With --inference, the same question for reading the 10,000 test images in batches of 1000
 (``predict_logits``): one thread whose BLAS uses every core, against one thread per core with
-BLAS on one each; the median of 7 calls per round. ``predict_logits`` takes its threads from
-``parallel.default_workers`` too, so the answer has to agree with the training one.
+BLAS on one each; the median of 7 calls per round. The answer decides
+``parallel.inference_threads``.
 
     python benchmarks/workers_ab.py                      # 784-128-10, 784-800-10, LeNet-5; 20,000 images, 3 rounds
     python benchmarks/workers_ab.py --images 5000 --rounds 1
     python benchmarks/workers_ab.py --inference --rounds 5
+    python benchmarks/workers_ab.py --small --rounds 5   # where splitting an MLP's units starts to pay
 """
 from __future__ import annotations
 
@@ -27,12 +29,18 @@ from sifir.data import mnist
 from sifir.train import Trainer, predict_logits
 
 
-def networks(seed: bool = False):
-    """The networks compared; ``seed`` adds the seed preset's (inference only: a training step of
-    its 7,940 weights takes tens of microseconds, so it stays on one worker anyway)."""
+def mlp(*hidden: int):
+    return lambda: models.custom_mlp(hidden)
+
+
+def networks(seed: bool = False, small: bool = False):
+    """The networks compared; ``seed`` adds the seed preset's (its training stays on one worker:
+    the preset says so), ``small`` MLPs around the size where splitting units starts to pay
+    (``parallel.SPLIT_WEIGHTS``) and the ``mlp`` preset's network."""
     return {**({"784-10-10 (seed)": models.seed} if seed else {}),
-            "784-128-10": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)),
-            "784-800-10": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 10)),
+            **({"784-32-10": mlp(32), "784-64-10": mlp(64)} if small else {}),
+            "784-128-10": mlp(128), "784-800-10": mlp(800),
+            **({"784-800-800-10 (mlp)": models.mlp} if small else {}),
             "LeNet-5": lambda: lenet5(nn)}
 
 
@@ -63,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--inference", action="store_true", help="inference on the 10,000 test images instead of training")
+    p.add_argument("--small", action="store_true", help="also MLPs of 32 and 64 hidden units and the mlp preset's")
     args = p.parse_args(argv)
     data = mnist.load_mnist(args.data_dir, download_missing=False, log=lambda *a: None)
     cores = parallel.usable_cores()
@@ -71,7 +80,7 @@ def main(argv=None) -> int:
     x = mnist.normalize(data["train_images"][:args.images])
     y = data["train_labels"][:args.images].astype(np.int64)
     print(f"{args.images:,} images, {args.rounds} rounds, {cores} usable cores")
-    for name, build in networks().items():
+    for name, build in networks(small=args.small).items():
         times = {1: [], cores: []}
         for r in range(args.rounds):
             for w in ([1, cores] if r % 2 == 0 else [cores, 1]):   # interleaved, order rotated
@@ -93,7 +102,7 @@ def inference(x, rounds: int, cores: int) -> int:
                 times[w].append(inference_seconds(model, x, w))
         one, many = statistics.median(times[1]), statistics.median(times[cores])
         print(f"{name}: 1 thread {one * 1e3:.1f} ms, {cores} threads {many * 1e3:.1f} ms, "
-              f"{cores} threads / 1 thread {many / one:.2f}; default_workers: {parallel.default_workers(model, cores)}")
+              f"{cores} threads / 1 thread {many / one:.2f}; inference_threads: {parallel.inference_threads(model, cores)}")
     return 0
 
 

@@ -420,9 +420,13 @@ def test_plain_batchnorm_refuses_a_batch_split_over_workers():
     assert no_workers_left()
 
 
-def test_default_workers_give_convolutional_networks_every_core_and_mlps_one():
+def test_default_workers_give_convolutional_networks_and_big_mlps_every_core():
     from sifir import models
     assert parallel.default_workers(models.build("cnn"), 4) == 4
     assert parallel.default_workers(nn.Ensemble(models.build("fast"), models.build("fast")), 3) == 3
-    assert parallel.default_workers(models.build("mlp"), 4) == 1
-    assert parallel.default_workers(models.build("seed"), 4) == 1
+    assert parallel.default_workers(models.build("mlp"), 4) == 4          # its units split among the workers
+    assert parallel.default_workers(models.build("seed"), 4) == 1         # too small to gain
+    assert parallel.default_workers(models.custom_mlp([32]), 4) == 1
+    # inference: threads for convolutions, one thread (BLAS on every core) for any MLP
+    assert parallel.inference_threads(models.build("cnn"), 4) == 4
+    assert parallel.inference_threads(models.build("mlp"), 4) == 1

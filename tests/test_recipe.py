@@ -172,17 +172,17 @@ def test_the_cli_trains_a_custom_mlp(tmp_path, mnist_dir):
     assert info["test_accuracy"] > 0.85
 
 
-def test_workers_default_to_every_usable_core_for_convolutions_and_are_recorded():
+def test_workers_default_to_every_usable_core_for_convolutions_and_big_mlps_and_are_recorded():
     from sifir import parallel
     recipe = Recipe(model="cnn").resolved()
     assert recipe.workers is None and "--workers" not in recipe.command()
     run = build_run(recipe, 1000)
     assert run.trainer.workers == parallel.usable_cores() and run.info(None)["workers"] == run.trainer.workers
     assert build_run(Recipe(model="cnn", workers=1).resolved(), 1000).trainer.workers == 1
-    # an MLP is matrix products alone: one process, its BLAS on every core, unless asked
-    assert build_run(Recipe(model="mlp").resolved(), 1000).trainer.workers == 1
-    assert build_run(Recipe(model="custom", hidden=(64,)).resolved(), 1000).trainer.workers == 1
-    assert build_run(Recipe(model="mlp", workers=2).resolved(), 1000).trainer.workers == 2
+    # a big MLP splits its units among every core; a small one is one process, its BLAS on every core
+    assert build_run(Recipe(model="mlp").resolved(), 1000).trainer.workers == parallel.usable_cores()
+    assert build_run(Recipe(model="custom", hidden=(32,)).resolved(), 1000).trainer.workers == 1
+    assert build_run(Recipe(model="custom", hidden=(32,), workers=2).resolved(), 1000).trainer.workers == 2
     # the tutorial's tiny network stays on one worker unless asked
     assert build_run(Recipe(model="seed").resolved(), 1000).trainer.workers == 1
     assert build_run(Recipe(model="seed", workers=2).resolved(), 1000).trainer.workers == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, io, messages, metrics, models, nn, optim, parallel
+from . import __version__, io, messages, metrics, models, nn, optim, parallel, split
 from .augment import AUGMENTS
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
@@ -182,7 +182,8 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
           f"seed={recipe.seed}" + (f" augment={recipe.augment}" if recipe.augment != "none" else ""))
-    print(messages.t("parallel.workers_line", workers=trainer.workers))
+    shared = "workers_line_units" if trainer.workers > 1 and split.linear_layers(model) is not None else "workers_line"
+    print(messages.t(f"parallel.{shared}", workers=trainer.workers))
     if args.resume:
         trainer.load_checkpoint(args.resume)
         print(f"resuming from {args.resume} after epoch {trainer.epoch}")
@@ -456,8 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
     t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
-    t.add_argument("--workers", type=int, help="processes that share each batch, one per core "
-                   "(default: every core this process may use; 1: train in this process alone)")
+    t.add_argument("--workers", type=int, help="processes that share the work, one per core: each batch of a "
+                   "network with convolutions, each layer's units of an MLP (default: every core this process "
+                   "may use, one for a small MLP; 1: train in this process alone)")
     t.add_argument("--ensemble", type=int, metavar="K",
                    help="train K networks (seeds SEED … SEED+K−1, one after another, each on every core) and "
                         "save them as one model that averages their probabilities; finished members are kept "

@@ -32,6 +32,12 @@ def _blocks(*arrays):
         yield (*(a[start:stop] for a in flat), scratch[:stop - start])
 
 
+def piece(array: np.ndarray, key) -> np.ndarray:
+    """A view of part of ``array``: ``key`` a slice of the flattened array (which must be
+    contiguous), or an index of the array as shaped."""
+    return array.reshape(-1)[key] if isinstance(key, slice) else array[key]
+
+
 class Optimizer:
     def __init__(self, params, lr: float):
         self.params = list(params)
@@ -77,18 +83,18 @@ class Optimizer:
         return {}
 
     def sliced(self, pieces) -> "Optimizer":
-        """The same optimizer over pieces of this one's parameters, for data-parallel training
-        (sifir.parallel), where each worker updates its own range of the numbers.
+        """The same optimizer over pieces of this one's parameters, for training on several
+        processes (sifir.parallel, sifir.split), where each worker updates its own numbers.
 
-        ``pieces`` lists (i, start, stop): elements start..stop of parameter i, flattened. The
-        new optimizer's parameters and state are views of this one's (which must be contiguous),
-        so its steps update them in place. That is exact because every update here is element-wise:
+        ``pieces`` lists (i, key): the part ``piece(array, key)`` of parameter i (a slice of the
+        flattened array, or an index of the array as shaped: some of a matrix's columns). The new
+        optimizer's parameters and state are views of this one's (which must be contiguous), so
+        its steps update them in place. That is exact because every update here is element-wise:
         each number moves by a rule that reads only its own gradient and state."""
         other = copy.copy(self)
-        other.params = [Parameter(self.params[i].data.reshape(-1)[a:b]) for i, a, b in pieces]
+        other.params = [Parameter(piece(self.params[i].data, key)) for i, key in pieces]
         for name, buffers in self._buffers().items():
-            setattr(other, name, [None if buffers[i] is None else buffers[i].reshape(-1)[a:b]
-                                  for i, a, b in pieces])
+            setattr(other, name, [None if buffers[i] is None else piece(buffers[i], key) for i, key in pieces])
         return other
 
 

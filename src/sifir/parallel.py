@@ -45,6 +45,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
@@ -53,12 +54,15 @@ import numpy as np
 from .errors import SifirError
 from .messages import t
 from .nn import init as nn_init
+from .optim import piece as optim_piece
 from .nn.module import Module
 from .nn.norm import _BatchNorm
 
 WAIT_POLL = 0.5      # seconds between checks, while waiting, that the other processes are alive
+SPIN = 0.0005        # seconds a meeting's waiter keeps trying before it sleeps
 STOP_GRACE = 5.0     # seconds the workers get to exit after being told to, before they are killed
 ALIGN = 16           # update ranges start at multiples of 16 numbers (64 bytes: a cache line)
+SPLIT_WEIGHTS = 50_000   # an MLP with at least this many parameters trains on every core (split units)
 
 _TRAIN, _EVAL, _WAIT, _STOP = 1, 2, 3, 4   # commands from worker 0 to the others
 
@@ -82,11 +86,26 @@ def usable_cores() -> int:
 
 def default_workers(model: Module, cores: int | None = None) -> int:
     """How many workers (training) or threads (inference) serve ``model`` best on ``cores``
-    (default: every usable core). A network of matrix products alone (an MLP) runs faster in one
-    process whose BLAS uses every core than split over workers, which meet twice a step and each
-    do a small product on one core (measured: docs/performance.md, "Which networks get workers");
-    a network with convolutions does most of its work outside BLAS, so it gets every core."""
+    (default: every usable core). A network with convolutions does most of its work outside
+    BLAS, so it gets every core, each worker taking a share of every batch. An MLP big enough
+    to gain trains on every core too, each worker taking a share of every layer's units
+    (``split.SplitUnits``, from SPLIT_WEIGHTS weights on: docs/performance.md, "Which networks
+    get workers"); a smaller one runs in one process whose BLAS uses every core."""
     from .nn.conv import Conv2d   # layers import nothing of this module; here only to classify
+    from .split import linear_layers
+    cores = usable_cores() if cores is None else cores
+    if any(isinstance(m, Conv2d) for m in model.modules()):
+        return cores
+    if linear_layers(model) is not None and model.num_parameters() >= SPLIT_WEIGHTS:
+        return cores
+    return 1
+
+
+def inference_threads(model: Module, cores: int | None = None) -> int:
+    """Threads that share the batches of an inference (``train.predict_logits``): every core for
+    a network with convolutions; one thread whose BLAS uses every core for an MLP, whose work is
+    all matrix products (one thread per core was slower: docs/performance.md)."""
+    from .nn.conv import Conv2d
     cores = usable_cores() if cores is None else cores
     return cores if any(isinstance(m, Conv2d) for m in model.modules()) else 1
 
@@ -221,19 +240,30 @@ class _Meeting:
     def __init__(self, ctx, workers: int):
         self.arrived = ctx.Semaphore(0)
         self.go = [ctx.Semaphore(0) for _ in range(workers - 1)]
+        # spin only where every worker has a core of its own: else the spinner takes the core
+        # of the very worker it waits for
+        self.spin = SPIN if workers <= usable_cores() else 0.0
 
     def lead(self, check) -> None:        # worker 0
         for _ in self.go:
-            _acquire(self.arrived, check)
+            _acquire(self.arrived, check, self.spin)
         for s in self.go:
             s.release()
 
     def join(self, rank: int, check) -> None:   # workers 1 … W−1
         self.arrived.release()
-        _acquire(self.go[rank - 1], check)
+        _acquire(self.go[rank - 1], check, self.spin)
 
 
-def _acquire(semaphore, check) -> None:
+def _acquire(semaphore, check, spin: float = 0.0) -> None:
+    """Take ``semaphore``, calling ``check`` every WAIT_POLL seconds while it waits. For the first
+    ``spin`` seconds it only tries, without sleeping: a process that sleeps takes tens of
+    microseconds to wake (more on a virtual machine), as long as a meeting's whole wait."""
+    if spin:
+        deadline = time.perf_counter() + spin
+        while time.perf_counter() < deadline:
+            if semaphore.acquire(False):
+                return
     while not semaphore.acquire(timeout=WAIT_POLL):
         check()
 
@@ -287,8 +317,7 @@ class DataParallel:
             view = self.flat[a:b].reshape(p.shape)
             view[...] = p.data
             p.data = view
-        self.grads = shared_zeros((w, total), dtype)          # G: row r is worker r's gradient
-        self.total = shared_zeros(total, dtype)               # Σ of G's rows: the batch's gradient
+        self._allocate_exchange(dtype, total)
         self._share_optimizer_state(dtype, total)
         # Commands, in two slots used in turn: a command is written while the workers still read
         # the one before. Workers copy a command as soon as they meet; one slot's next command is
@@ -331,6 +360,12 @@ class DataParallel:
             raise
         return self
 
+    def _allocate_exchange(self, dtype, total) -> None:
+        """The shared memory through which the workers combine their work: here G (one row of
+        gradients per worker) and its sum."""
+        self.grads = shared_zeros((self.workers, total), dtype)   # G: row r is worker r's gradient
+        self.total = shared_zeros(total, dtype)                    # Σ of G's rows: the batch's gradient
+
     def _share_optimizer_state(self, dtype, total) -> None:
         """Every buffer of the optimizer's state (Adam's sums, SGD's momentum) in shared memory.
         A buffer that does not exist yet (SGD's momentum before its first step) gets its place,
@@ -368,9 +403,8 @@ class DataParallel:
         self._meet()
         self._step_command = (k, *self.control[k])
         self._train_share(self._step_command)
-        self._meet()
+        self._finite = self._combine()
         loss_sum, correct, seen = self.results.sum(axis=0)
-        self._finite = math.isfinite(loss_sum)
         return loss_sum / seen, int(correct)
 
     def step(self) -> None:
@@ -445,6 +479,12 @@ class DataParallel:
             row[a:b].reshape(p.shape)[...] = p.grad
         self.results[self.rank] = (loss * (stop - start), correct, stop - start)
 
+    def _combine(self) -> bool:
+        """After this worker's share: wait until every share is done (G is whole), then whether
+        the batch's loss is finite (only then does an update follow)."""
+        self._meet()
+        return math.isfinite(self.results.sum(axis=0)[0])
+
     def _update(self, command) -> None:
         """Σ of G's rows over this worker's range, then the optimizer's step there."""
         _, _, _, _, lr, steps, alone = command
@@ -457,33 +497,40 @@ class DataParallel:
             for row in rows[2:]:
                 total += row
         if self._sliced is None:
-            self._sliced = self._sliced_optimizer(a, b)
+            self._sliced = self._sliced_optimizer(self._range_pieces(a, b))
+            for p, (i, key) in zip(self._sliced[0].params, self._sliced[1]):
+                p.grad = self.total[self.offsets[i]:self.offsets[i + 1]][key]
+        self._optimizer_step(lr, steps)
+
+    def _optimizer_step(self, lr, steps) -> None:
+        """This worker's optimizer step over its pieces (``_sliced``), at the run's lr and step."""
         opt, pieces, views = self._sliced
         opt.lr, opt.step_count = float(lr), int(steps)
         opt.step()
         for name, (flat, present) in self.state.items():   # a buffer created by this step (SGD's first)
             buffers = getattr(opt, name)
-            for j, (i, lo, hi) in enumerate(pieces):
+            for j, (i, _) in enumerate(pieces):
                 if buffers[j] is not None and buffers[j] is not views[name][j]:
                     views[name][j][...] = buffers[j]
                     buffers[j] = views[name][j]
                     present[i] = 1
 
-    def _sliced_optimizer(self, a: int, b: int):
-        """This worker's optimizer: the pieces of the parameters in [a, b), their gradients in
-        ``total``, their state in the shared buffers."""
-        pieces = []
-        for i, (lo, hi) in enumerate(zip(self.offsets, self.offsets[1:])):
-            if lo < b and a < hi:
-                pieces.append((i, max(a, lo) - lo, min(b, hi) - lo))
-        views = {name: [flat[self.offsets[i] + lo:self.offsets[i] + hi] for i, lo, hi in pieces]
+    def _range_pieces(self, a: int, b: int) -> list:
+        """The pieces (i, slice of the flattened parameter i) that make up numbers [a, b) of all
+        the parameters laid end to end."""
+        return [(i, slice(max(a, lo) - lo, min(b, hi) - lo))
+                for i, (lo, hi) in enumerate(zip(self.offsets, self.offsets[1:])) if lo < b and a < hi]
+
+    def _sliced_optimizer(self, pieces):
+        """This worker's optimizer over ``pieces`` (``Optimizer.sliced``), its state in the
+        shared buffers: (optimizer, pieces, {buffer name: the pieces' shared views})."""
+        views = {name: [optim_piece(flat[a:b].reshape(self.optimizer.params[i].shape), key)
+                        for (i, key), a, b in ((piece, self.offsets[piece[0]], self.offsets[piece[0] + 1])
+                                               for piece in pieces)]
                  for name, (flat, _) in self.state.items()}
         opt = self.optimizer.sliced(pieces)
         for name, (flat, present) in self.state.items():
-            setattr(opt, name, [v if present[i] else None for v, (i, _, _) in zip(views[name], pieces)])
-        for p, (i, lo, hi) in zip(opt.params, pieces):
-            start = self.offsets[i]
-            p.grad = self.total[start + lo:start + hi]
+            setattr(opt, name, [v if present[i] else None for v, (i, _) in zip(views[name], pieces)])
         return opt, pieces, views
 
     def _adopt_new_state(self) -> None:
@@ -526,8 +573,7 @@ class DataParallel:
                     break
                 if kind == _TRAIN:
                     self._train_share(command)
-                    self._meet()
-                    if math.isfinite(self.results.sum(axis=0)[0]):   # worker 0 stops on a bad loss
+                    if self._combine():   # else worker 0 stops training: the loss is not finite
                         self._update(command)
                 elif kind == _EVAL:
                     self._eval_share(int(command[2]))

@@ -105,7 +105,7 @@ class Recipe:
     seed: int = 0
     dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
-    workers: int | None = None     # processes sharing each batch; None: every core this process may use
+    workers: int | None = None     # processes sharing the work; None: every core this process may use
                                    # (or fewer, where the preset says more would not help)
 
     @property

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import io, nn, parallel
+from . import io, nn, parallel, split
 from .average import WindowAverage
 from .errors import ModelFileError, TrainingDiverged
 from .messages import t
@@ -63,13 +63,13 @@ class EpochResult:
 
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 1000, workers: int | None = None) -> np.ndarray:
     """Logits for many inputs, in eval mode and in batches (bounded memory). With several
-    batches, ``workers`` threads share them (default: ``parallel.default_workers``: every usable
+    batches, ``workers`` threads share them (default: ``parallel.inference_threads``: every usable
     core for a network with convolutions, else one thread whose BLAS uses every core)."""
     was_training = model.training
     model.eval()
     try:
         if workers is None:
-            workers = parallel.default_workers(model) if len(x) > batch_size else 1
+            workers = parallel.inference_threads(model) if len(x) > batch_size else 1
         if workers > 1:
             return np.concatenate(parallel.map_batches(model, x, batch_size, workers))
         return np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -193,8 +193,10 @@ class Trainer:
         if problem is not None:
             warnings.warn(problem, parallel.OneWorker, stacklevel=3)
             return None
-        return parallel.DataParallel(self.model, self.optimizer, self.loss_fn, self.workers, train_x, train_y,
-                                     augment=self.augment, batch_size=self.batch_size, eval_x=val_x).start()
+        # an MLP splits its units among the workers; any other network shares each batch
+        runner = split.SplitUnits if split.linear_layers(self.model) is not None else parallel.DataParallel
+        return runner(self.model, self.optimizer, self.loss_fn, self.workers, train_x, train_y,
+                      augment=self.augment, batch_size=self.batch_size, eval_x=val_x).start()
 
     @np.errstate(over="raise")   # an overflow is divergence: fit says so
     def _train_epoch(self, x, y, val_x, val_y, runner=None) -> EpochResult:
