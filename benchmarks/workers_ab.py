@@ -14,6 +14,11 @@ BLAS on one each; the median of 7 calls per round. The answer decides
     python benchmarks/workers_ab.py --images 5000 --rounds 1
     python benchmarks/workers_ab.py --inference --rounds 5
     python benchmarks/workers_ab.py --small --rounds 5   # where splitting an MLP's units starts to pay
+    python benchmarks/workers_ab.py --torch --rounds 5 --images 55000
+
+With --torch, bench.py's rows 784-128-10, 784-800-10 and LeNet-5, each trained by one worker,
+by every core's worth and by PyTorch on every core, their epochs interleaved in one process as in
+bench.py (each framework's thread pools spin between its turns, which the others feel too).
 """
 from __future__ import annotations
 
@@ -72,7 +77,10 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--inference", action="store_true", help="inference on the 10,000 test images instead of training")
     p.add_argument("--small", action="store_true", help="also MLPs of 32 and 64 hidden units and the mlp preset's")
+    p.add_argument("--torch", action="store_true", help="one worker, every core and PyTorch, interleaved as in bench.py")
     args = p.parse_args(argv)
+    if args.torch:
+        return against_torch(args.data_dir, args.images, args.rounds)
     data = mnist.load_mnist(args.data_dir, download_missing=False, log=lambda *a: None)
     cores = parallel.usable_cores()
     if args.inference:
@@ -88,6 +96,34 @@ def main(argv=None) -> int:
         one, many = statistics.median(times[1]), statistics.median(times[cores])
         print(f"{name}: 1 worker {one:.2f} s, {cores} workers {many:.2f} s, "
               f"{cores} workers / 1 worker {many / one:.2f}; default_workers: {parallel.default_workers(build(), cores)}")
+    return 0
+
+
+def against_torch(data_dir, images: int, rounds: int) -> int:
+    import bench   # PyTorch and bench.py's runners: only for this mode
+    cores = parallel.usable_cores()
+    train_x, train_y, _, _ = bench.load(data_dir, images)
+    print(f"{images:,} images, {rounds} rounds, {cores} usable cores, with PyTorch")
+    for key in ("mlp128", "mlp800", "lenet5"):
+        row = bench.all_rows()[key]
+        runs = {}
+        for name, workers in (("1 worker", 1), (f"{cores} workers", cores)):
+            nn.manual_seed(0)
+            runs[name] = bench.SifirRun(row, row.build(), train_x, train_y, 0, workers=workers)
+        nn.manual_seed(0)
+        runs["PyTorch"] = bench.TorchRun(row, bench.to_torch(row.build()), train_x, train_y, 0)
+        times = {name: [] for name in runs}
+        names = list(runs)
+        with bench.cores(cores):
+            for run in runs.values():
+                run.epoch(min(2000, images))   # untimed warm-up
+            for r in range(rounds):
+                for name in names[r % 3:] + names[:r % 3]:   # who goes first rotates
+                    times[name].append(runs[name].epoch())
+        med = {name: statistics.median(t) for name, t in times.items()}
+        print(f"{row.title}: " + ", ".join(f"{name} {s:.2f} s" for name, s in med.items())
+              + f"; 1 worker / PyTorch {med['1 worker'] / med['PyTorch']:.2f}, "
+              f"{cores} workers / PyTorch {med[f'{cores} workers'] / med['PyTorch']:.2f}")
     return 0
 
 

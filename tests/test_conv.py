@@ -211,6 +211,19 @@ def test_conv_inference_from_shifted_runs_matches_the_reference(monkeypatch, cin
     assert y.dtype == np.float32 and F.batch_last(y).flags.c_contiguous
 
 
+def test_inference_of_one_image_whatever_stride_its_batch_axis_reports():
+    # NumPy may give an axis of length 1 any stride (an array made by empty_like of a batch-last
+    # view does): the shifted runs must not read it
+    layer = nn.Conv2d(4, 3, 3, rng=np.random.default_rng(1))
+    layer.eval()
+    values = rand(4, 6, 5, 1).astype(np.float32)               # batch-last, one image
+    for stride in (4, 4 * 120, 12345 * 4):
+        x = np.lib.stride_tricks.as_strided(values, (1, 4, 6, 5), (stride, 120, 20, 4))
+        expected = conv_reference(np.array(x, np.float64), layer.weight.data.astype(np.float64), layer.bias.data,
+                                  (1, 1), (0, 0))
+        np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_shifted_patches_hold_the_patch_matrix_on_the_output_columns():
     x = rand(3, 2, 6, 5).astype(np.float32)
     padded = F.padded_batch_last(x, (1, 2))                                # (C, Hp, Wp, N): 2, 8, 9, 3

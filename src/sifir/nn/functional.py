@@ -140,9 +140,11 @@ def shifted_patches(padded: np.ndarray, kernel_size) -> np.ndarray:
     kh, kw = pair(kernel_size)
     ho, wo = conv_output_size(hp, kh), conv_output_size(wp, kw)
     length = ((ho - 1) * wp + wo) * n
-    padded = np.ascontiguousarray(padded)
-    s = padded.strides   # offset (c, i, j) then run l is c·s0 + i·s1 + j·s2 + l·s3
-    runs = np.ndarray((c, kh, kw, length), padded.dtype, padded, strides=(s[0], s[1], s[2], s[3]))
+    padded, item = np.ascontiguousarray(padded), padded.itemsize
+    # offset (c, i, j), then run l: numbers c·Hp·Wp·N + i·Wp·N + j·N + l of the flat input (the
+    # strides computed, not read: NumPy may report any stride for an axis of length 1)
+    strides = (hp * wp * n * item, wp * n * item, n * item, item)
+    runs = np.ndarray((c, kh, kw, length), padded.dtype, padded, strides=strides)
     return np.ascontiguousarray(runs).reshape(c * kh * kw, length)
 
 
@@ -150,8 +152,8 @@ def from_shifted(wide: np.ndarray, out_h: int, out_w: int, padded_w: int, n: int
     """The output positions (rows, Ho·Wo·N) out of a product with ``shifted_patches`` (rows,
     ((Ho − 1)·Wp + Wo)·N): output row r is Wo·N numbers starting at r·Wp·N."""
     wide = np.ascontiguousarray(wide)
-    rows, s = wide.shape[0], wide.strides
-    picked = np.ndarray((rows, out_h, out_w * n), wide.dtype, wide, strides=(s[0], padded_w * n * s[1], s[1]))
+    rows, length, item = wide.shape[0], wide.shape[1], wide.itemsize
+    picked = np.ndarray((rows, out_h, out_w * n), wide.dtype, wide, strides=(length * item, padded_w * n * item, item))
     return np.ascontiguousarray(picked).reshape(rows, out_h * out_w * n)
 
 
