@@ -8,6 +8,7 @@ core (nn, optim, train) must use relative imports, as sifir's does.
     mkdir -p /tmp/before && cp -r src/sifir /tmp/before/
     git show REV:src/sifir/optim.py > /tmp/before/sifir/optim.py      # … the files to compare
     python benchmarks/before_after.py /tmp/before/sifir --threads 1 --epochs 4
+    python benchmarks/before_after.py /tmp/before/sifir --rows lenet5 --workers 2 --epochs 3
 
 Prints seconds per epoch (median) for both, their ratio, and the last epoch's training loss.
 """
@@ -52,13 +53,13 @@ CNN_ROWS = {"lenet5": lenet5, "cnn": cnn}  # Adam lr 1e-3, batch 128
 ROWS = [*MLP_ROWS, *CNN_ROWS]
 
 
-def make_trainer(pkg, row: str, seed: int):
+def make_trainer(pkg, row: str, seed: int, workers: int = 1):
     nn, optim, train = pkg.nn, pkg.optim, pkg.train
     nn.manual_seed(seed)
     if row in CNN_ROWS:
         model = CNN_ROWS[row](nn)
         opt = optim.Adam(model.parameters(), lr=1e-3)
-        return train.Trainer(model, opt, batch_size=128, seed=seed, keep_best=False)
+        return train.Trainer(model, opt, batch_size=128, seed=seed, keep_best=False, workers=workers)
     hidden, opt_name, lr, batch, final_relu = MLP_ROWS[row]
     layers, width = [nn.Flatten()], 784
     for h in hidden:
@@ -69,7 +70,7 @@ def make_trainer(pkg, row: str, seed: int):
         layers.append(nn.ReLU())
     model = nn.Sequential(*layers)
     opt = {"sgd": optim.SGD, "adam": optim.Adam}[opt_name](model.parameters(), lr=lr)
-    return train.Trainer(model, opt, batch_size=batch, seed=seed, keep_best=False)
+    return train.Trainer(model, opt, batch_size=batch, seed=seed, keep_best=False, workers=workers)
 
 
 def import_copy(folder: Path, name: str):
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default="seed,mlp128,mlp800", help=f"comma-separated, from {', '.join(ROWS)}")
     p.add_argument("--epochs", type=int, default=4, help="timed epochs per version, after one untimed epoch")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (needs threadpoolctl)")
+    p.add_argument("--workers", type=int, default=1, help="training processes (both versions alike)")
     p.add_argument("--images", type=int, default=55_000, help="train on the first N images (at most 55,000)")
     p.add_argument("--data-dir", default=None, help="folder with the four MNIST files")
     args = p.parse_args(argv)
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
     y = data["train_labels"][:args.images].astype(np.int64)
     with threadpool_limits(limits=args.threads):
         for row in args.rows.split(","):
-            trainers = {"before": make_trainer(before, row, 0), "after": make_trainer(sifir, row, 0)}
+            trainers = {"before": make_trainer(before, row, 0, args.workers),
+                        "after": make_trainer(sifir, row, 0, args.workers)}
             times = {k: [] for k in trainers}
             for e in range(args.epochs + 1):  # epoch 0 is untimed
                 for name in (list(trainers) if e % 2 else list(trainers)[::-1]):
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
                         times[name].append(time.perf_counter() - t)
             b, a = (statistics.median(times[k]) for k in ("before", "after"))
             losses = {k: trainers[k].history[-1].train_loss for k in trainers}
-            print(f"{row:<7} threads {args.threads}: before {b:.2f} s/epoch, after {a:.2f} s/epoch, "
+            print(f"{row:<7} threads {args.threads}, workers {args.workers}: before {b:.2f} s/epoch, after {a:.2f} s/epoch, "
                   f"after/before {a / b:.2f}  (epochs before {[round(t, 2) for t in times['before']]}, "
                   f"after {[round(t, 2) for t in times['after']]}; last loss {losses['before']:.4f} / "
                   f"{losses['after']:.4f})", flush=True)

@@ -653,7 +653,9 @@ def markdown(report: dict) -> str:
         f"PyTorch {m['torch']}, scikit-learn {m['sklearn']}. Thread pools (threadpoolctl): {blas}. "
         f"BLAS/OpenMP environment variables: {env}.",
         f"Cores: {', '.join(map(str, s['cores']))} (sifir as `sifir train` chooses: that many worker processes "
-        f"with BLAS on one thread each for the convolutional rows, one process with that many BLAS threads for the MLPs; "
+        f"with BLAS on one thread each, sharing each batch for the convolutional rows and each layer's units for "
+        f"the MLPs of 50,000 weights or more; one process with that many BLAS threads for the seed network; "
+        f"inference of an MLP in one thread with that many BLAS threads; "
         f"PyTorch and scikit-learn: that many threads). Timed epochs per row: {s['epochs']} on "
         f"{s['train_images']:,} images, interleaved, after an untimed warm-up epoch on {s['warmup_images']:,}; "
         f"seconds are the median. Load average at start / end: "

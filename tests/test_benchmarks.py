@@ -40,11 +40,12 @@ def test_layer_times_command_line(mnist_dir):
 def test_before_after_compares_two_copies_of_the_package(mnist_dir):
     # the checkout against a copy of itself, on a few hundred images: both versions train
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "before_after.py"), str(REPO / "src" / "sifir"),
-                          "--rows", "lenet5,seed", "--epochs", "1", "--images", "256", "--data-dir", str(mnist_dir)],
+                          "--rows", "lenet5,mlp128", "--epochs", "1", "--images", "256", "--workers", "2",
+                          "--data-dir", str(mnist_dir)],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     lines = out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["lenet5", "seed"]
-    assert all("after/before" in line for line in lines)
+    assert [line.split()[0] for line in lines] == ["lenet5", "mlp128"]
+    assert all("workers 2: before" in line and "after/before" in line for line in lines)
 
 
 def test_results_table_trains_each_seed_once_and_quotes_the_median(mnist_dir, tmp_path):

@@ -18,6 +18,9 @@ before the fork, so every worker reads and writes the same numbers, it has no na
 up, and it goes away with the processes. Each process runs BLAS on one thread: W processes
 with several BLAS threads each would only fight over the cores.
 
+An MLP shares out each layer's units instead of each batch (``split.SplitUnits``, a subclass
+that keeps all of the above but the step: no gradient is added up there).
+
 Results depend on the number of workers (sums are added in another order, and each share
 draws its own random numbers for augmentation and dropout), and on nothing else: the same seed
 and the same number of workers give the same weights bit for bit, and so does a run resumed
@@ -54,9 +57,9 @@ import numpy as np
 from .errors import SifirError
 from .messages import t
 from .nn import init as nn_init
-from .optim import piece as optim_piece
 from .nn.module import Module
 from .nn.norm import _BatchNorm
+from .optim import piece as optim_piece
 
 WAIT_POLL = 0.5      # seconds between checks, while waiting, that the other processes are alive
 SPIN = 0.0005        # seconds a meeting's waiter keeps trying before it sleeps
@@ -425,7 +428,7 @@ class DataParallel:
         a share of the images."""
         if x is not self.eval_x:
             raise ValueError("DataParallel.predict works on the eval_x array it was made with")
-        k = self._command(_EVAL, len(x))
+        self._command(_EVAL, len(x))
         self._meet()
         self._eval_share(len(x))
         self._meet()
@@ -499,7 +502,7 @@ class DataParallel:
         if self._sliced is None:
             self._sliced = self._sliced_optimizer(self._range_pieces(a, b))
             for p, (i, key) in zip(self._sliced[0].params, self._sliced[1]):
-                p.grad = self.total[self.offsets[i]:self.offsets[i + 1]][key]
+                p.grad = optim_piece(self._shaped(self.total, i), key)
         self._optimizer_step(lr, steps)
 
     def _optimizer_step(self, lr, steps) -> None:
@@ -521,12 +524,15 @@ class DataParallel:
         return [(i, slice(max(a, lo) - lo, min(b, hi) - lo))
                 for i, (lo, hi) in enumerate(zip(self.offsets, self.offsets[1:])) if lo < b and a < hi]
 
+    def _shaped(self, flat: np.ndarray, i: int) -> np.ndarray:
+        """Parameter i's part of an array laid out like all the parameters end to end (``flat``,
+        ``total``, a state buffer), in the parameter's shape."""
+        return flat[self.offsets[i]:self.offsets[i + 1]].reshape(self.optimizer.params[i].shape)
+
     def _sliced_optimizer(self, pieces):
         """This worker's optimizer over ``pieces`` (``Optimizer.sliced``), its state in the
         shared buffers: (optimizer, pieces, {buffer name: the pieces' shared views})."""
-        views = {name: [optim_piece(flat[a:b].reshape(self.optimizer.params[i].shape), key)
-                        for (i, key), a, b in ((piece, self.offsets[piece[0]], self.offsets[piece[0] + 1])
-                                               for piece in pieces)]
+        views = {name: [optim_piece(self._shaped(flat, i), key) for i, key in pieces]
                  for name, (flat, _) in self.state.items()}
         opt = self.optimizer.sliced(pieces)
         for name, (flat, present) in self.state.items():

@@ -80,7 +80,7 @@ def units(width: int, workers: int) -> list[tuple[int, int]]:
 
 
 # -- a worker's layers: views of its part of the shared weights --------------------------------
-class ColumnUnits(Module):
+class ColumnUnits(Linear):
     """Units lo..hi of a Linear layer, from its whole input: y_k = x·W[lo:hi]ᵀ + b[lo:hi]. With
     ``gather``, the input comes in as this worker's units of the layer before and is gathered
     from every worker first; backward then adds up every worker's part of dL/dx and returns this
@@ -88,19 +88,14 @@ class ColumnUnits(Module):
     of the whole layer's weight and bias): rows lo..hi."""
 
     def __init__(self, linear: Linear, lo: int, hi: int, grads, gather=None, scatter=None):
+        self.in_features, self.out_features = linear.in_features, hi - lo
         self.weight = Parameter(linear.weight.data[lo:hi])
         self.bias = Parameter(linear.bias.data[lo:hi]) if linear.bias is not None else None
         self.targets = [g[lo:hi] for g in grads]
         self.gather, self.scatter = gather, scatter
 
     def forward(self, x):
-        if self.gather is not None:
-            x = self.gather(x)
-        self.x = x
-        y = x @ self.weight.data.T
-        if self.bias is not None:
-            y += self.bias.data
-        return y
+        return super().forward(x if self.gather is None else self.gather(x))
 
     def backward(self, grad_out, need_input_grad=True):
         # dL/dW[lo:hi] = gᵀ·x,  dL/db[lo:hi] = Σ g,  dL/dx = Σ over workers of g·W[lo:hi]
@@ -261,13 +256,12 @@ class SplitUnits(parallel.DataParallel):
         if self._sliced is None:
             self._sliced = self._sliced_optimizer(self._own_pieces())
             for p, (i, key) in zip(self._sliced[0].params, self._sliced[1]):
-                p.grad = optim_piece(self._gradients_of(self.optimizer.params[i]), key)
+                p.grad = optim_piece(self._shaped(self.total, i), key)
         self._optimizer_step(lr, steps)
 
     def _gradients_of(self, p: Parameter) -> np.ndarray:
         """The part of ``total`` that holds the gradient of parameter ``p`` (as shaped)."""
-        i = self._index(p)
-        return self.total[self.offsets[i]:self.offsets[i + 1]].reshape(p.shape)
+        return self._shaped(self.total, self._index(p))
 
     def _index(self, p: Parameter) -> int:
         return next(i for i, q in enumerate(self.optimizer.params) if q is p)
