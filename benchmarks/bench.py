@@ -320,10 +320,18 @@ def torch_predict(model, x, batch_size: int = 1000):
 
 
 # -- inference --------------------------------------------------------------------------------
+# Seconds each framework's inference waits before it is timed: the thread pools of whatever ran
+# before (another framework's BLAS or OpenMP threads) spin on for up to about 0.1 s after their
+# last call, taking a core from the next one's threads; an inference of 10,000 images lasts about
+# as long.
+SETTLE = 0.3
+
+
 def inference(sifir_model, torch_model, sk, test_x, c: int, repeats: int = 5, single: int = 300) -> dict:
     """Seconds for all test images (batches of 1000, median of ``repeats``) and one image's
     latency (median of ``single`` calls), in eval mode, at c cores: sifir's batches shared by c
-    threads (predict_logits), PyTorch with c threads."""
+    threads (predict_logits), PyTorch with c threads. Each measurement starts SETTLE seconds
+    after the one before."""
     tx = torch.from_numpy(test_x)
     one, tone = test_x[:1], tx[:1]
     sifir_model.eval()
@@ -331,19 +339,25 @@ def inference(sifir_model, torch_model, sk, test_x, c: int, repeats: int = 5, si
     out = {"sifir": {}, "torch": {}}
     with cores(c):
         threads = parallel.inference_threads(sifir_model, c)
-        out["sifir"]["all_s"] = _median_time(lambda: predict_logits(sifir_model, test_x, 1000, workers=threads), repeats)
-        out["torch"]["all_s"] = _median_time(lambda: torch_predict(torch_model, tx), repeats)
+        out["sifir"]["all_s"] = _settled_median(lambda: predict_logits(sifir_model, test_x, 1000, workers=threads),
+                                                repeats)
+        out["torch"]["all_s"] = _settled_median(lambda: torch_predict(torch_model, tx), repeats)
         torch_model.eval()
-        out["sifir"]["one_s"] = _median_time(lambda: sifir_model(one), single)
+        out["sifir"]["one_s"] = _settled_median(lambda: sifir_model(one), single)
         with torch.inference_mode():
-            out["torch"]["one_s"] = _median_time(lambda: torch_model(tone), single)
+            out["torch"]["one_s"] = _settled_median(lambda: torch_model(tone), single)
         if sk is not None:
             flat = test_x.reshape(len(test_x), -1)
-            out["sklearn"] = {"all_s": _median_time(lambda: sk.clf.predict_proba(flat), repeats),
-                              "one_s": _median_time(lambda: sk.clf.predict_proba(flat[:1]), single)}
+            out["sklearn"] = {"all_s": _settled_median(lambda: sk.clf.predict_proba(flat), repeats),
+                              "one_s": _settled_median(lambda: sk.clf.predict_proba(flat[:1]), single)}
     sifir_model.train()
     torch_model.train()
     return out
+
+
+def _settled_median(fn, repeats: int) -> float:
+    time.sleep(SETTLE)
+    return _median_time(fn, repeats)
 
 
 def _median_time(fn, repeats: int, budget_s: float = 20.0) -> float:
