@@ -149,8 +149,9 @@ PRESETS: dict[str, Preset] = {
                    views=9,
                    # clothes: no elastic wobble (a handwriting effect); mirroring and random erasing;
                    # read mirrored too, as cnn is (10 views: 94.50 % of seed 0's validation images
-                   # against 94.28 % in 9; docs/datasets.md)
-                   recipes={"fashion-mnist": dict(epochs=25, augment="erase", views=10)}),
+                   # against 94.28 % in 9); 50 epochs, not 25: seed 0's best validation epoch
+                   # read 94.76 % against 94.08 %, still rising at the end (docs/datasets.md)
+                   recipes={"fashion-mnist": dict(epochs=50, augment="erase", views=10)}),
     "fast": Preset(fast, "conv 5×5/2 16 → BN → conv 32 → pool → BN → 256 → 10, Adam, one-cycle, label "
                    "smoothing, one epoch", optimizer="adam", lr=1e-2, batch_size=256, epochs=1,
                    schedule="onecycle", label_smoothing=0.1, betas=(0.7, 0.9)),
