@@ -104,8 +104,9 @@ def against_torch(data_dir, images: int, rounds: int) -> int:
     cores = parallel.usable_cores()
     train_x, train_y, _, _ = bench.load(data_dir, images)
     print(f"{images:,} images, {rounds} rounds, {cores} usable cores, with PyTorch")
+    rows = bench.all_rows()
     for key in ("mlp128", "mlp800", "lenet5"):
-        row = bench.all_rows()[key]
+        row = rows[key]
         runs = {}
         for name, workers in (("1 worker", 1), (f"{cores} workers", cores)):
             nn.manual_seed(0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, io, messages, metrics, models, nn, optim, parallel, split
+from . import __version__, io, messages, metrics, models, nn, optim, parallel
 from .augment import AUGMENTS
 from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET
 from .errors import SifirError, TrainingDiverged
@@ -182,7 +182,7 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
     print(f"training {recipe.epochs} epochs on {len(data.train_x):,} images (validation {len(data.val_x):,}), "
           f"{recipe.optimizer} lr={recipe.lr:g} batch={recipe.batch_size} schedule={recipe.schedule} "
           f"seed={recipe.seed}" + (f" augment={recipe.augment}" if recipe.augment != "none" else ""))
-    shared = "workers_line_units" if trainer.workers > 1 and split.linear_layers(model) is not None else "workers_line"
+    shared = "workers_line_units" if trainer.splits_units else "workers_line"
     print(messages.t(f"parallel.{shared}", workers=trainer.workers))
     if args.resume:
         trainer.load_checkpoint(args.resume)

@@ -88,16 +88,16 @@ def usable_cores() -> int:
 
 
 def default_workers(model: Module, cores: int | None = None) -> int:
-    """How many workers (training) or threads (inference) serve ``model`` best on ``cores``
-    (default: every usable core). A network with convolutions does most of its work outside
-    BLAS, so it gets every core, each worker taking a share of every batch. An MLP big enough
-    to gain trains on every core too, each worker taking a share of every layer's units
-    (``split.SplitUnits``, from SPLIT_WEIGHTS weights on: docs/performance.md, "Which networks
-    get workers"); a smaller one runs in one process whose BLAS uses every core."""
-    from .nn.conv import Conv2d   # layers import nothing of this module; here only to classify
+    """How many workers (training) serve ``model`` best on ``cores`` (default: every usable
+    core). A network with convolutions does most of its work outside BLAS, so it gets every
+    core, each worker taking a share of every batch. An MLP big enough to gain trains on every
+    core too, each worker taking a share of every layer's units (``split.SplitUnits``, from
+    SPLIT_WEIGHTS weights on: docs/performance.md, "Which networks get workers"); a smaller one
+    runs in one process whose BLAS uses every core."""
+    # split builds on this module: imported here, only to classify
     from .split import linear_layers
     cores = usable_cores() if cores is None else cores
-    if any(isinstance(m, Conv2d) for m in model.modules()):
+    if _convolutional(model):
         return cores
     if linear_layers(model) is not None and model.num_parameters() >= SPLIT_WEIGHTS:
         return cores
@@ -108,9 +108,28 @@ def inference_threads(model: Module, cores: int | None = None) -> int:
     """Threads that share the batches of an inference (``train.predict_logits``): every core for
     a network with convolutions; one thread whose BLAS uses every core for an MLP, whose work is
     all matrix products (one thread per core was slower: docs/performance.md)."""
-    from .nn.conv import Conv2d
     cores = usable_cores() if cores is None else cores
-    return cores if any(isinstance(m, Conv2d) for m in model.modules()) else 1
+    return cores if _convolutional(model) else 1
+
+
+def _convolutional(model: Module) -> bool:
+    # layers import nothing of this module: imported here, only to classify
+    from .nn.conv import Conv2d
+    return any(isinstance(m, Conv2d) for m in model.modules())
+
+
+def sum_rows(rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Σ of ``rows`` (one per worker) in a fixed order, so that every worker and every run adds
+    them alike (deterministic); into ``out`` when given."""
+    if out is None:
+        out = np.empty_like(rows[0])
+    if len(rows) == 1:
+        out[...] = rows[0]
+        return out
+    np.add(rows[0], rows[1], out=out)
+    for row in rows[2:]:
+        out += row
+    return out
 
 
 def fork_problem() -> str | None:
@@ -492,13 +511,7 @@ class DataParallel:
         """Σ of G's rows over this worker's range, then the optimizer's step there."""
         _, _, _, _, lr, steps, alone = command
         a, b = self.ranges[self.rank]
-        rows, total = self.grads[:1 if alone else self.workers, a:b], self.total[a:b]
-        if len(rows) == 1:
-            total[...] = rows[0]
-        else:   # the rows in a fixed order: deterministic
-            np.add(rows[0], rows[1], out=total)
-            for row in rows[2:]:
-                total += row
+        sum_rows(self.grads[:1 if alone else self.workers, a:b], out=self.total[a:b])
         if self._sliced is None:
             self._sliced = self._sliced_optimizer(self._range_pieces(a, b))
             for p, (i, key) in zip(self._sliced[0].params, self._sliced[1]):

@@ -32,6 +32,7 @@ network), a worker that dies, Ctrl-C, and ``close``. Results depend on the numbe
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
@@ -89,6 +90,7 @@ class ColumnUnits(Linear):
 
     def __init__(self, linear: Linear, lo: int, hi: int, grads, gather=None, scatter=None):
         self.in_features, self.out_features = linear.in_features, hi - lo
+        self.units = (lo, hi)
         self.weight = Parameter(linear.weight.data[lo:hi])
         self.bias = Parameter(linear.bias.data[lo:hi]) if linear.bias is not None else None
         self.targets = [g[lo:hi] for g in grads]
@@ -115,6 +117,7 @@ class RowUnits(Module):
     and the bias's where it is owned: no worker reads a number another one updates."""
 
     def __init__(self, linear: Linear, lo: int, hi: int, grads, reduce, owns_bias: bool):
+        self.units = (lo, hi)
         self.weight = Parameter(linear.weight.data[:, lo:hi])
         self.bias = Parameter(linear.bias.data) if linear.bias is not None and owns_bias else None
         self.targets = [grads[0][:, lo:hi]] + ([grads[1]] if self.bias is not None else [])
@@ -142,7 +145,8 @@ class SplitUnits(parallel.DataParallel):
     hidden layer's units for the whole batch; the same interface as ``DataParallel``."""
 
     def __init__(self, model, optimizer, loss_fn, workers: int, train_x, train_y, **options):
-        if linear_layers(model) is None:
+        self.positions = linear_layers(model)   # where the Linear layers are
+        if self.positions is None:
             raise ValueError("SplitUnits needs an MLP: a Sequential of Linear layers with unit-wise layers between")
         super().__init__(model, optimizer, loss_fn, workers, train_x, train_y, **options)
         self._local = None
@@ -154,8 +158,7 @@ class SplitUnits(parallel.DataParallel):
         its units' columns) and every worker's part of the input's gradient; for the last, every
         worker's partial logits."""
         self.total = shared_zeros(total, dtype)
-        layers = list(self.model)
-        positions = linear_layers(self.model)
+        layers, positions = list(self.model), self.positions
         b, w = self.batch_size, self.workers
         self.gathered = {i: shared_zeros((b, layers[i].in_features), dtype) for i in positions[1:-1]}
         self.parts = {i: shared_zeros((w, b, layers[i].in_features), dtype) for i in positions[1:-1]}
@@ -166,40 +169,35 @@ class SplitUnits(parallel.DataParallel):
     def _local_network(self) -> list[Module]:
         """The layers this worker runs: its units of every Linear layer (views of the shared
         weights), the other layers as they are (each process has its own copy)."""
-        layers = list(self.model)
-        positions = linear_layers(self.model)
-        local = []
-        for i, layer in enumerate(layers):
+        local, positions = [], self.positions
+        for i, layer in enumerate(self.model):
             if not isinstance(layer, Linear):
                 local.append(layer)
                 continue
             grads = [self._gradients_of(p) for p in (layer.weight, layer.bias) if p is not None]
+            inputs = units(layer.in_features, self.workers)[self.rank]   # this worker's units of the input
             if i == positions[-1]:
-                lo, hi = units(layer.in_features, self.workers)[self.rank]
-                local.append(RowUnits(layer, lo, hi, grads, reduce=lambda part, i=i: self._sum_parts(i, part),
+                local.append(RowUnits(layer, *inputs, grads, reduce=partial(self._sum_parts, i),
                                       owns_bias=self.rank == 0))
             else:
                 lo, hi = units(layer.out_features, self.workers)[self.rank]
-                middle = i != positions[0]
-                local.append(ColumnUnits(layer, lo, hi, grads,
-                                         gather=(lambda part, i=i: self._gather(i, part)) if middle else None,
-                                         scatter=(lambda part, i=i: self._scatter(i, part)) if middle else None))
+                gather = scatter = None
+                if i != positions[0]:   # a middle layer: its input is every worker's units
+                    gather, scatter = partial(self._gather, i, inputs), partial(self._scatter, i, inputs)
+                local.append(ColumnUnits(layer, lo, hi, grads, gather=gather, scatter=scatter))
         return local
 
-    def _input_units(self, i: int) -> tuple[int, int]:
-        return units(list(self.model)[i].in_features, self.workers)[self.rank]
-
-    def _gather(self, i: int, part: np.ndarray) -> np.ndarray:
-        """The whole input of layer i, from every worker's units of it."""
-        lo, hi = self._input_units(i)
+    def _gather(self, i: int, inputs: tuple[int, int], part: np.ndarray) -> np.ndarray:
+        """The whole input of layer i, from every worker's units of it (this one's: ``inputs``)."""
+        lo, hi = inputs
         whole = self.gathered[i][:len(part)]
         whole[:, lo:hi] = part
         self._meet()
         return whole
 
-    def _scatter(self, i: int, part: np.ndarray) -> np.ndarray:
+    def _scatter(self, i: int, inputs: tuple[int, int], part: np.ndarray) -> np.ndarray:
         """Σ over the workers of their parts of dL/d(input of layer i): this worker's units of it."""
-        lo, hi = self._input_units(i)
+        lo, hi = inputs
         return self._sum_parts(i, part)[:, lo:hi]
 
     def _sum_parts(self, i: int, part: np.ndarray) -> np.ndarray:
@@ -207,10 +205,7 @@ class SplitUnits(parallel.DataParallel):
         rows = self.parts[i][:, :len(part)]
         rows[self.rank] = part
         self._meet()
-        total = rows[0] + rows[1]
-        for row in rows[2:]:
-            total += row
-        return total
+        return parallel.sum_rows(rows)
 
     # -- every worker's work ------------------------------------------------------------------
     def _train_share(self, command) -> None:
@@ -218,7 +213,7 @@ class SplitUnits(parallel.DataParallel):
         k, _, n, seed, _, _, _ = command
         n = int(n)
         if self._local is None:
-            self._local, self._first = self._local_network(), linear_layers(self.model)[0]
+            self._local, self._first = self._local_network(), self.positions[0]
             self._draws = any(isinstance(layer, Dropout) for layer in self._local)
             if self.rank == 0:   # what the model shows as its gradients (the Learn page draws them)
                 for p in self.optimizer.params:
@@ -269,18 +264,16 @@ class SplitUnits(parallel.DataParallel):
     def _own_pieces(self) -> list:
         """(i, index) of this worker's part of each parameter."""
         pieces = []
-        for position, layer in enumerate(self.model):
-            if not isinstance(layer, Linear):
-                continue
-            local = self._local[position]
+        layers = list(self.model)
+        for position in self.positions:
+            layer, local = layers[position], self._local[position]
+            own = slice(*local.units)
             if isinstance(local, ColumnUnits):
-                lo, hi = units(layer.out_features, self.workers)[self.rank]
-                pieces.append((self._index(layer.weight), (slice(lo, hi),)))
+                pieces.append((self._index(layer.weight), (own,)))
                 if layer.bias is not None:
-                    pieces.append((self._index(layer.bias), slice(lo, hi)))
+                    pieces.append((self._index(layer.bias), own))
             else:
-                lo, hi = units(layer.in_features, self.workers)[self.rank]
-                pieces.append((self._index(layer.weight), (slice(None), slice(lo, hi))))
-                if layer.bias is not None and self.rank == 0:
+                pieces.append((self._index(layer.weight), (slice(None), own)))
+                if local.bias is not None:   # the worker that owns it
                     pieces.append((self._index(layer.bias), slice(None)))
         return pieces

@@ -184,6 +184,12 @@ class Trainer:
             self.best_source = "epoch"
             self.model.load_state_dict(self.best_state)
 
+    @property
+    def splits_units(self) -> bool:
+        """Whether the workers share each layer's units (an MLP: ``split.SplitUnits``) rather
+        than each batch."""
+        return self.workers > 1 and split.linear_layers(self.model) is not None
+
     def _start_workers(self, train_x, train_y, val_x):
         """The other processes of a data-parallel run, or None for one worker (or when this
         process cannot fork: then a warning says why)."""
@@ -193,8 +199,7 @@ class Trainer:
         if problem is not None:
             warnings.warn(problem, parallel.OneWorker, stacklevel=3)
             return None
-        # an MLP splits its units among the workers; any other network shares each batch
-        runner = split.SplitUnits if split.linear_layers(self.model) is not None else parallel.DataParallel
+        runner = split.SplitUnits if self.splits_units else parallel.DataParallel
         return runner(self.model, self.optimizer, self.loss_fn, self.workers, train_x, train_y,
                       augment=self.augment, batch_size=self.batch_size, eval_x=val_x).start()
 
