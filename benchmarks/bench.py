@@ -325,49 +325,55 @@ def torch_predict(model, x, batch_size: int = 1000):
 # last call, taking a core from the next one's threads; an inference of 10,000 images lasts about
 # as long.
 SETTLE = 0.3
+# Rounds of an inference measurement: in each, every framework is timed in turn (who goes first
+# rotates), so that a busy moment of the shared machine falls on all of them alike instead of on
+# whichever was measured then.
+ROUNDS = 5
 
 
-def inference(sifir_model, torch_model, sk, test_x, c: int, repeats: int = 5, single: int = 300) -> dict:
-    """Seconds for all test images (batches of 1000, median of ``repeats``) and one image's
-    latency (median of ``single`` calls), in eval mode, at c cores: sifir's batches shared by c
-    threads (predict_logits), PyTorch with c threads. Each measurement starts SETTLE seconds
-    after the one before."""
+def inference(sifir_model, torch_model, sk, test_x, c: int, repeats: int = 15, single: int = 300) -> dict:
+    """Seconds for all test images (batches of 1000) and one image's latency, in eval mode, at
+    c cores: sifir's batches shared by c threads (predict_logits), PyTorch with c threads. Each
+    is the median of ``repeats`` (all images) or ``single`` (one image) timed calls, spread
+    over ROUNDS interleaved rounds (``_interleaved_medians``)."""
     tx = torch.from_numpy(test_x)
     one, tone = test_x[:1], tx[:1]
+    flat = test_x.reshape(len(test_x), -1)
     sifir_model.eval()
     torch_model.eval()
-    out = {"sifir": {}, "torch": {}}
-    with cores(c):
+    with cores(c), torch.inference_mode():
         threads = parallel.inference_threads(sifir_model, c)
-        out["sifir"]["all_s"] = _settled_median(lambda: predict_logits(sifir_model, test_x, 1000, workers=threads),
-                                                repeats)
-        out["torch"]["all_s"] = _settled_median(lambda: torch_predict(torch_model, tx), repeats)
-        torch_model.eval()
-        out["sifir"]["one_s"] = _settled_median(lambda: sifir_model(one), single)
-        with torch.inference_mode():
-            out["torch"]["one_s"] = _settled_median(lambda: torch_model(tone), single)
+        every = {"sifir": lambda: predict_logits(sifir_model, test_x, 1000, workers=threads),
+                 "torch": lambda: torch_predict(torch_model, tx)}
+        single_image = {"sifir": lambda: sifir_model(one), "torch": lambda: torch_model(tone)}
         if sk is not None:
-            flat = test_x.reshape(len(test_x), -1)
-            out["sklearn"] = {"all_s": _settled_median(lambda: sk.clf.predict_proba(flat), repeats),
-                              "one_s": _settled_median(lambda: sk.clf.predict_proba(flat[:1]), single)}
+            every["sklearn"] = lambda: sk.clf.predict_proba(flat)
+            single_image["sklearn"] = lambda: sk.clf.predict_proba(flat[:1])
+        all_s = _interleaved_medians(every, repeats)
+        torch_model.eval()                                  # torch_predict leaves it training
+        one_s = _interleaved_medians(single_image, single)
     sifir_model.train()
     torch_model.train()
-    return out
+    return {name: {"all_s": all_s[name], "one_s": one_s[name]} for name in every}
 
 
-def _settled_median(fn, repeats: int) -> float:
-    time.sleep(SETTLE)
-    return _median_time(fn, repeats)
-
-
-def _median_time(fn, repeats: int, budget_s: float = 20.0) -> float:
-    """Median over ``repeats`` timed calls after a few untimed ones; fewer (at least 3) when
-    one call is so slow that ``repeats`` of them would exceed ``budget_s``."""
-    first = _timed(fn)
-    for _ in range(min(2, repeats - 1)):
-        fn()
-    repeats = max(3, min(repeats, int(budget_s / max(first, 1e-9))))
-    return statistics.median(_timed(fn) for _ in range(repeats))
+def _interleaved_medians(fns: dict, repeats: int, rounds: int = ROUNDS, budget_s: float = 20.0) -> dict:
+    """{name: median seconds of a call of fns[name]}, over about ``repeats`` timed calls each,
+    in ``rounds`` rounds; in each round every function in turn (who goes first rotates) waits
+    SETTLE seconds, makes one untimed call and then its share of the timed ones. Fewer calls
+    (at least one a round) when one is so slow that ``repeats`` of them would exceed ``budget_s``."""
+    names = list(fns)
+    times = {name: [] for name in names}
+    per_round = {}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(SETTLE)
+            first = _timed(fns[name])                        # untimed: caches and threads wake
+            if name not in per_round:
+                fit = int(budget_s / rounds / max(first, 1e-9))
+                per_round[name] = max(1, min(-(-repeats // rounds), fit))
+            times[name] += [_timed(fns[name]) for _ in range(per_round[name])]
+    return {name: statistics.median(times[name]) for name in names}
 
 
 # -- a row ------------------------------------------------------------------------------------
@@ -703,8 +709,9 @@ def markdown(report: dict) -> str:
                          f"{accs} | {r['train_gflop_per_epoch']:.1f} | "
                          f"{fw['sifir']['gflops']:.1f} / {fw['torch']['gflops']:.1f} | "
                          f"{fw['sifir']['peak_fraction']:.1%} / {fw['torch']['peak_fraction']:.1%} |")
-        lines += ["", f"Inference at {c} core(s), eval mode: all 10,000 test images in batches of 1000 (median of 5 "
-                  "passes, 3 when slow), and one image (median of 300 calls).", "",
+        lines += ["", f"Inference at {c} core(s), eval mode: all 10,000 test images in batches of 1000 (median of 15 "
+                  "passes, fewer when slow), and one image (median of 300 calls), each spread over 5 rounds in which "
+                  "every framework takes its turn.", "",
                   "| network | sifir 10k (ms) | PyTorch 10k (ms) | sifir/PyTorch | sifir 1 image (µs) | "
                   "PyTorch 1 image (µs) | sifir/PyTorch |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

@@ -29,20 +29,30 @@ def lenet5() -> nn.Sequential:
     return lenet5_layers(nn)
 
 
+# bench.py's MLP rows: 784 → hidden → 10 with a ReLU between
+MLP_ROWS = {"mlp128": 128, "mlp800": 800}
+NAMES = ("lenet5", *MLP_ROWS)
+
+
 def build(name: str) -> nn.Sequential:
     if name == "lenet5":
         return lenet5()
+    if name in MLP_ROWS:
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, MLP_ROWS[name]), nn.ReLU(), nn.Linear(MLP_ROWS[name], 10))
     return models.PRESETS[name].build()
 
 
 def time_layers(model: nn.Sequential, x, y, batch: int, rounds: int, lr: float, seed: int = 0):
-    """{part: [seconds per round]} for every layer's forward and backward, the loss, the step."""
+    """{part: [seconds per round]} for every layer's forward and backward, the loss, the step.
+    Backward stops at the first layer that learns, which skips its input gradient, as
+    ``Sequential.backward`` does in training (nothing before it has a backward to time)."""
     rng = np.random.default_rng(seed)
     layers = list(model)
+    first = next(i for i, layer in enumerate(layers) if layer.parameters())
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=lr)
     names = [f"{i:2d} {type(layer).__name__}" for i, layer in enumerate(layers)]
-    times = {k: [] for k in [f"{n} forward" for n in names] + [f"{n} backward" for n in names]
+    times = {k: [] for k in [f"{n} forward" for n in names] + [f"{n} backward" for n in names[first:]]
              + ["loss forward + backward", "optimizer step"]}
     model.train()
     for r in range(rounds + 2):                     # two untimed rounds first
@@ -60,9 +70,9 @@ def time_layers(model: nn.Sequential, x, y, batch: int, rounds: int, lr: float, 
             times["loss forward + backward"].append(time.perf_counter() - t)
         for p in model.parameters():
             p.grad = None
-        for i in range(len(layers) - 1, -1, -1):
+        for i in range(len(layers) - 1, first - 1, -1):
             t = time.perf_counter()
-            g = layers[i].backward(g, need_input_grad=i > 0)
+            g = layers[i].backward(g, need_input_grad=i > first)
             if record:
                 times[f"{names[i]} backward"].append(time.perf_counter() - t)
         t = time.perf_counter()
@@ -74,13 +84,14 @@ def time_layers(model: nn.Sequential, x, y, batch: int, rounds: int, lr: float, 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="lenet5", help=f"lenet5 or a preset: {', '.join(models.PRESETS)}")
+    p.add_argument("--model", default="lenet5",
+                   help=f"{', '.join(NAMES)} (bench.py's rows) or a preset: {', '.join(models.PRESETS)}")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=50, help="timed training steps")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (needs threadpoolctl)")
     p.add_argument("--data-dir", default=None, help="folder with the four MNIST files")
     args = p.parse_args(argv)
-    if args.model != "lenet5" and args.model not in models.PRESETS:
+    if args.model not in NAMES and args.model not in models.PRESETS:
         p.error(f"unknown model {args.model!r}")
     if args.batch < 1 or args.rounds < 1:
         p.error("--batch and --rounds must be at least 1")

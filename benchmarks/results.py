@@ -16,7 +16,7 @@ table can be built over several sittings (a full default run takes about an hour
 handed to it (linked into its members folder, which it reads back because they were trained by
 the same recipe), so K = 5 after three seeds trains two more networks, not five.
 
-A preset whose kept model reads the test images in views (`best`: 5) is quoted as it is kept,
+A preset whose kept model reads the test images in views (`best`: 9) is quoted as it is kept,
 with the network on the image alone beside it: the lever's effect, seed by seed. A run in the
 JSON file from before its preset read in views (or in other views) is brought up to date
 without training again: views are read after training, so its network, read in the views its

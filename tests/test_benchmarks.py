@@ -29,6 +29,22 @@ def test_layer_times_times_every_part_of_a_step():
     assert any(not np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))
 
 
+def test_layer_times_skips_the_input_gradient_that_training_skips():
+    # An MLP begins with Flatten: training's backward stops at the first Linear layer and skips
+    # its input gradient (the largest product of the pass), and so must the timing.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    model = layer_times.build("mlp128")
+    first, asked = model[1], []
+    backward = first.backward
+    first.backward = lambda g, need_input_grad=True: asked.append(need_input_grad) or backward(g, need_input_grad)
+    times = layer_times.time_layers(model, x, y, batch=16, rounds=2, lr=1e-3)
+    assert asked == [False] * 4                          # two untimed rounds, two timed
+    assert " 1 Linear backward" in times and " 0 Flatten backward" not in times
+    assert all(len(v) == 2 for v in times.values())
+
+
 def test_layer_times_command_line(mnist_dir):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_times.py"), "--data-dir", str(mnist_dir),
                           "--model", "seed", "--rounds", "2", "--batch", "32"],
