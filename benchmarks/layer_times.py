@@ -48,7 +48,7 @@ def time_layers(model: nn.Sequential, x, y, batch: int, rounds: int, lr: float, 
     ``Sequential.backward`` does in training (nothing before it has a backward to time)."""
     rng = np.random.default_rng(seed)
     layers = list(model)
-    first = next(i for i, layer in enumerate(layers) if layer.parameters())
+    first = model._first_learnable()               # where training's backward stops
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=lr)
     names = [f"{i:2d} {type(layer).__name__}" for i, layer in enumerate(layers)]
