@@ -10,7 +10,8 @@ from sifir import export, io, models, nn
 from sifir.activations import hidden_activations
 from sifir.errors import ModelFileError
 from sifir.nn.gradcheck import gradcheck
-from sifir.nn.views import MOVES, SHIFTS, mirror, shift, unshift
+from sifir.augment import affine_matrices, warp
+from sifir.nn.views import MOVES, SHIFTS, VIEW_SETS, View, mirror, resample, resampling, shift, unresample, unshift
 from sifir.recipe import Recipe, RecipeError, in_views
 
 
@@ -64,7 +65,49 @@ def test_mirrored_views_add_the_mirror_image_of_each_move():
     np.testing.assert_allclose(np.exp(nn.Views(mlp, 18, image=(5, 6))(x.reshape(3, 30))), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("views", [5, 9, 10, 18])
+def test_turned_views_are_the_nine_moves_turned_and_the_digit_scaled():
+    assert VIEW_SETS[9] == tuple(View(dy, dx) for dy, dx in SHIFTS[9])
+    assert VIEW_SETS[27] == tuple(View(dy, dx, False, turn) for dy, dx in SHIFTS[9] for turn in (0.0, -6.0, 6.0))
+    assert VIEW_SETS[29] == VIEW_SETS[27] + (View(0, 0, False, 0.0, 0.92), View(0, 0, False, 0.0, 1.08))
+    assert VIEW_SETS[29][0] == View(0, 0) and not VIEW_SETS[29][0].resampled
+    assert sum(view.resampled for view in VIEW_SETS[29]) == 20
+
+
+@pytest.mark.parametrize("image", [(28, 28), (5, 6)])
+def test_a_turned_view_reads_what_the_augmentation_warps(image):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 1, *image)).astype(np.float32)
+    for view in VIEW_SETS[29]:
+        if not view.resampled:
+            continue
+        table = resampling(view, image)
+        expected = warp(x, affine_matrices((view.dx, view.dy), view.turn, view.scale), fill=-0.42)
+        np.testing.assert_allclose(resample(x, table, -0.42), expected, atol=1e-5)
+        # bilinear weights: non-negative, one in all (the fill's share included)
+        assert table[1].min() >= 0 and np.allclose(table[1].sum(axis=0), 1.0)
+        # the adjoint: <resample(x), g> = <x, unresample(g)> when the fill is 0
+        g = rng.standard_normal(x.shape)
+        assert np.isclose(np.sum(resample(x.astype(np.float64), table, 0.0) * g),
+                          np.sum(x * unresample(g, table)))
+    # a turn by 6° moves the picture's corners by fractions of a pixel, not whole ones
+    turned = resample(x, resampling(View(0, 0, False, 6.0), image), 0.0)
+    assert not any(np.allclose(turned, shift(x, dy, dx, 0.0)) for dy, dx in SHIFTS[9])
+
+
+def test_turned_views_average_the_networks_probabilities():
+    net = small_cnn().eval()
+    x = np.random.default_rng(8).standard_normal((3, 1, 5, 6)).astype(np.float32)
+
+    def read(view):   # each view made as the augmentation would make it
+        if not view.resampled:
+            return shift(x, view.dy, view.dx, -0.5)
+        return warp(x, affine_matrices((view.dx, view.dy), view.turn, view.scale), fill=-0.5)
+    for views in (27, 29):
+        expected = np.mean([nn.softmax(net(read(view)).astype(np.float64)) for view in VIEW_SETS[views]], axis=0)
+        np.testing.assert_allclose(np.exp(nn.Views(net, views, fill=-0.5, image=(5, 6))(x)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("views", [5, 9, 10, 18, 27, 29])
 def test_gradients_match_central_differences(views):
     # ε = 1e-5: an input pixel near the border is seen by few views and its gradient can be ~1e-6,
     # where ε = 1e-6 leaves only four digits above the round-off of L (about 1e-16 / ε)
@@ -141,7 +184,12 @@ def test_onnx_gives_what_sifir_gives():
         model = nn.Views(models.build(name), views, fill=-0.42).eval()
         difference, scale = export.onnxruntime_difference(export.to_onnx(model, {}), model, x)
         assert difference < 1e-5 * max(1.0, scale)
-    for views in (5, 10):
+    # turned views: a Gather of each output pixel's neighbours, weighted and summed
+    nn.manual_seed(0)
+    turned = nn.Views(models.build("fast"), 29, fill=-0.42).eval()
+    difference, scale = export.onnxruntime_difference(export.to_onnx(turned, {}), turned, x)
+    assert difference < 1e-5 * max(1.0, scale)
+    for views in (5, 10, 27):
         mlp = nn.Views(models.custom_mlp([20]), views, fill=-0.42).eval()
         proto = export.to_onnx(mlp, {"input": {"shape": [784]}})
         difference, scale = export.onnxruntime_difference(proto, mlp, x.reshape(7, 784))
@@ -152,7 +200,7 @@ def test_onnx_gives_what_sifir_gives():
 
 
 def test_the_recipe_says_how_many_views():
-    assert Recipe(model="best").resolved().views == 9
+    assert Recipe(model="best").resolved().views == 29
     assert Recipe(model="cnn").resolved().views == 1 and Recipe(model="custom").resolved().views == 1
     # clothes are read mirrored too (the network learned them mirrored); digits never
     assert Recipe(model="cnn", dataset="fashion-mnist").resolved().views == 10

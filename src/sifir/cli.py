@@ -448,8 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "flip (shift + left-right mirror), erase (flip + random erasing) (preset's default)")
     t.add_argument("--views", type=int, choices=VIEWS, help="the kept model reads each test image in this "
                    "many views (as it is, and moved one pixel: 4 ways, 8 with the diagonals; 10 and 18: 5 and 9 with "
-                   "the mirror image of each, for pictures the network learned mirrored) and averages their "
-                   "probabilities; 1: the image alone (preset's default: 9 for best, 10 for cnn and best on Fashion-MNIST, else 1)")
+                   "the mirror image of each, for pictures the network learned mirrored; 27: 9, each also turned by "
+                   "±6°; 29: 27 and the image 8 %% smaller and larger) and averages their probabilities; 1: the image "
+                   "alone (preset's default: 29 for best, 10 for cnn and best on Fashion-MNIST, else 1)")
     t.add_argument("--average", type=int, metavar="K", help="when training ends, measure the mean of the "
                    "last K epochs' weights on the validation images and keep it if it scores higher than the best "
                    "epoch's weights (stochastic weight averaging); 0: off (preset's default)")

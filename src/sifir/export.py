@@ -131,7 +131,7 @@ def _ensemble(ensemble: nn.Ensemble, g: _Graph, x: str, where: str) -> str:
 
 
 def _views(views: nn.Views, g: _Graph, x: str, where: str) -> str:
-    # What nn.Views computes, in one batch: the V shifted (and mirrored) copies of the input stacked
+    # What nn.Views computes, in one batch: the V shifted (mirrored, turned) copies of the input stacked
     # along the batch axis (view-major), the network once on them, then the views' probabilities averaged.
     here = f"{where}.views" if where else "views"
     h, w = views.image
@@ -141,26 +141,39 @@ def _views(views: nn.Views, g: _Graph, x: str, where: str) -> str:
     pads = g.ints(f"{here}.pads", [0, 0, 1, 1, 0, 0, 1, 1])
     # one pixel of fill around the image: a view is then a window of the padded picture
     padded = {False: g.node("Pad", [images, pads, fill], here)}
-    if any(mirrored for _, _, mirrored in views.moves):
+    sources = {False: images}
+    if any(view.mirrored for view in views.plan):
         # the columns read from the last to the first: a Slice with step −1 over the width
-        mirrored = g.node("Slice", [images, g.ints(f"{here}.mirror.starts", [w - 1]),
-                                    g.ints(f"{here}.mirror.ends", [-w - 1]), g.ints(f"{here}.mirror.axes", [3]),
-                                    g.ints(f"{here}.mirror.steps", [-1])], f"{here}.mirror")
-        padded[True] = g.node("Pad", [mirrored, pads, fill], f"{here}.mirror")
+        sources[True] = g.node("Slice", [images, g.ints(f"{here}.mirror.starts", [w - 1]),
+                                         g.ints(f"{here}.mirror.ends", [-w - 1]), g.ints(f"{here}.mirror.axes", [3]),
+                                         g.ints(f"{here}.mirror.steps", [-1])], f"{here}.mirror")
+        padded[True] = g.node("Pad", [sources[True], pads, fill], f"{here}.mirror")
     axes = g.ints(f"{here}.axes", [2, 3])
+    framed = {}   # each picture flat, the fill appended: (N·C, H·W + 1), for the resampled views
     copies = []
-    for v, (dy, dx, mirrored) in enumerate(views.moves):
+    for v, view in enumerate(views.plan):
         name = f"{here}.view{v}"
-        # view[r, c] = image[r − dy, c − dx] = padded[r + 1 − dy, c + 1 − dx]
-        window = g.node("Slice", [padded[mirrored], g.ints(f"{name}.starts", [1 - dy, 1 - dx]),
-                                  g.ints(f"{name}.ends", [1 - dy + h, 1 - dx + w]), axes], name)
+        if view.resampled:
+            if view.mirrored not in framed:
+                flat = g.node("Reshape", [sources[view.mirrored], g.ints(f"{name}.flat", [-1, h * w])], f"{name}.flat")
+                framed[view.mirrored] = g.node("Pad", [flat, g.ints(f"{name}.frame", [0, 0, 0, 1]), fill], f"{name}.frame")
+            # view[q] = Σ_j weight[j, q]·framed[index[j, q]] (nn.views.resampling): one Gather of the
+            # 5 × H·W entries, weighted, summed over j
+            index, weight = views.table(view)
+            gathered = g.node("Gather", [framed[view.mirrored], g.ints(f"{name}.index", index)], name, axis=1)
+            weighted = g.node("Mul", [gathered, g.weight(f"{name}.weight", weight)], name)
+            window = g.node("ReduceSum", [weighted, g.ints(f"{name}.sum_axes", [1])], name, keepdims=0)
+        else:
+            # view[r, c] = image[r − dy, c − dx] = padded[r + 1 − dy, c + 1 − dx]
+            window = g.node("Slice", [padded[view.mirrored], g.ints(f"{name}.starts", [1 - view.dy, 1 - view.dx]),
+                                      g.ints(f"{name}.ends", [1 - view.dy + h, 1 - view.dx + w]), axes], name)
         copies.append(g.node("Reshape", [window, shape], name))
     batch = g.node("Concat", copies, here, axis=0)
     probs = g.node("Softmax", [_emit(views.net, g, batch, f"{where}.net" if where else "net")], here, axis=-1)
     # (V·N, K) → (V, N, K): the class count is read from the probabilities' own shape
     classes = g.node("Slice", [g.node("Shape", [probs], f"{here}.probs"), g.ints(f"{here}.one", [1]),
                                g.ints(f"{here}.two", [2])], f"{here}.classes")
-    by_view = g.node("Concat", [g.ints(f"{here}.by_view", [len(views.moves), -1]), classes], f"{here}.by_view", axis=0)
+    by_view = g.node("Concat", [g.ints(f"{here}.by_view", [len(views.plan), -1]), classes], f"{here}.by_view", axis=0)
     mean = g.node("ReduceMean", [g.node("Reshape", [probs, by_view], f"{here}.by_view")], here, axes=[0], keepdims=0)
     tiny = g.weight(f"{here}.tiny", np.array(np.finfo(np.float32).tiny, np.float32))
     return g.node("Log", [g.node("Max", [mean, tiny], here)], here)

@@ -33,10 +33,11 @@ from .data.datasets import DATASETS, DEFAULT as DEFAULT_DATASET, IMAGE_SHAPE
 from .data.inputs import MNIST_FACTS, DataFacts
 from .errors import SifirError
 from .messages import language, t
-from .nn.views import MOVES
+from .nn.views import VIEW_SETS
 
-# 1: the image alone; 5: and its one-pixel moves; 9: and the diagonals; 10, 18: 5, 9 and their mirrors
-VIEWS = tuple(sorted(MOVES))
+# 1: the image alone; 5: and its one-pixel moves; 9: and the diagonals; 10, 18: 5, 9 and their
+# mirrors; 27: 9, each also turned by ±6°; 29: 27 and the image 8 % smaller and larger
+VIEWS = tuple(sorted(VIEW_SETS))
 
 
 class RecipeError(SifirError):
@@ -97,7 +98,7 @@ class Recipe:
     schedule: str | None = None
     label_smoothing: float | None = None
     augment: str | None = None
-    views: int | None = None       # the kept model reads each input in 1, 5 or 9 views (nn.Views)
+    views: int | None = None       # the kept model reads each input in this many views (VIEWS, nn.Views)
     average: int | None = None     # K ≥ 2: the mean of the last K epochs' weights is kept when it
                                    # scores higher on validation (0 or 1: off; sifir.average)
     patience: int | None = None
