@@ -157,6 +157,53 @@ def test_views_compares_each_network_with_itself_in_views(trained_seed_model, mn
     assert out[2] == "median over 2 models:" and out[3].startswith("  validation: one view")
 
 
+def test_turned_views_compares_sets_of_views_and_chooses_on_validation(trained_seed_model, mnist_dir, tmp_path):
+    from sifir import io, nn
+    model, info = io.load_model(trained_seed_model)
+    kept = io.save_model(tmp_path / "kept.npz", nn.Views(model, 29, fill=-0.42), info)
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "turned_views.py"), str(trained_seed_model),
+                          str(kept), "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=600, check=True).stdout.splitlines()
+    first = out[1:8]
+    assert out[0].endswith("seed.npz:") and first == out[9:16]   # the network out of its views: the same figures
+    assert first[0].startswith("  9 moves (9 views): validation ") and first[-1].startswith("  29: 27 + image scaled (29 views)")
+    chosen = next(line for line in out if line.startswith("chosen on the validation images: "))
+    assert chosen.split(": ", 1)[1] in {line.split(" (")[0].strip() for line in first}
+    assert out[-8] == "the 2 models as one (probabilities averaged):" and len(out[-7:]) == 7
+
+
+def test_weight_ema_averages_ride_along_without_changing_training():
+    import weight_ema
+    from sifir import models, nn, optim
+
+    def trained(optimizer_type):
+        nn.manual_seed(0)
+        net = models.build("seed")
+        opt = optimizer_type(net.parameters(), lr=1e-2, weight_decay=1e-4)
+        start = [p.data.copy() for p in net.parameters()]
+        rng = np.random.default_rng(0)
+        loss = nn.CrossEntropyLoss()
+        for _ in range(3):
+            x, y = rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16)
+            loss(net(x), y)
+            net.zero_grad()
+            net.backward(loss.backward())
+            opt.step()
+        return net, opt, start
+    plain, _, _ = trained(optim.AdamW)
+    net, opt, start = trained(weight_ema.AveragingAdamW)
+    for a, b in zip(plain.parameters(), net.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)     # the averages only read the weights
+    assert set(opt._buffers()) == {"exp_sum", "exp_sum_sq", *weight_ema.NAMES}
+    # after three steps from w0: ema = d³·w0 + Σ (1−d)·d^(3−t)·w_t ≠ w3, and between the weights seen
+    for name, decay in zip(weight_ema.NAMES, weight_ema.DECAYS):
+        average = getattr(opt, name)[0]
+        assert not np.array_equal(average, net.parameters()[0].data)
+        assert np.abs(average - start[0]).max() < np.abs(net.parameters()[0].data - start[0]).max()
+    state = weight_ema.state({"trained.0.weight": 1, "trained.0.bias": 2, "ema0.0.weight": 3}, "ema0")
+    assert state == {"0.weight": 3, "0.bias": 2}
+
+
 @pytest.mark.parametrize("extra", [[], ["--eval"]])
 def test_layer_ab_compares_two_copies_layer_by_layer(extra):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),
