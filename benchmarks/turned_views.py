@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sifir import io, nn  # noqa: E402
 from sifir.data.datasets import IMAGE_SHAPE  # noqa: E402
-from sifir.nn.views import SCALES, SHIFTS, TURN, VIEW_SETS, View  # noqa: E402
-from sifir.recipe import Recipe, load_data  # noqa: E402
+from sifir.nn.views import SCALES, TURN, VIEW_SETS, View  # noqa: E402
 from sifir.train import predict_logits  # noqa: E402
+from views import data_of  # noqa: E402  (benchmarks/ is the script's folder)
 
 MOVES9 = VIEW_SETS[9]
 CANDIDATES = {
@@ -43,16 +43,11 @@ CANDIDATES = {
     "27: 9, each turned ±6° too": VIEW_SETS[27],
     "29: 27 + image scaled": VIEW_SETS[29],
 }
-assert all(len(set(views)) == len(views) for views in CANDIDATES.values())
-assert set(SHIFTS[9]) == {(v.dy, v.dx) for v in MOVES9}
 
 
 def view_probabilities(model: nn.Module, info: dict, data_dir: str | None) -> tuple[dict, dict]:
     """({(split, view): probabilities}, {split: labels}) for every view any candidate uses."""
-    options = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
-    recipe = Recipe(model=options.get("model", "mlp"), dataset=options.get("dataset", "mnist"),
-                    validation=options.get("validation", 5000), data_dir=data_dir or options.get("data_dir"))
-    data = load_data(recipe.resolved(), log=lambda *a: None)
+    data = data_of(info, data_dir)
     net = model.net if isinstance(model, nn.Views) else model
     reader = nn.Views(net, 1, fill=(0.0 - data.facts.mean) / data.facts.std, image=IMAGE_SHAPE)
     views = sorted({v for candidate in CANDIDATES.values() for v in candidate})

@@ -28,12 +28,18 @@ from sifir.recipe import VIEWS, Recipe, in_views, load_data  # noqa: E402
 from sifir.train import evaluate  # noqa: E402
 
 
-def split_accuracies(model: nn.Module, info: dict, views: list[int], data_dir: str | None) -> dict:
-    """{(split, views): accuracy} for the network in ``model`` on its recipe's validation and test images."""
+def data_of(info: dict, data_dir: str | None):
+    """The data a model file's recipe trained on (``info`` from ``io.load_model``): its validation
+    images held out as then, and its test images."""
     options = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
     recipe = Recipe(model=options.get("model", "mlp"), dataset=options.get("dataset", "mnist"),
                     validation=options.get("validation", 5000), data_dir=data_dir or options.get("data_dir"))
-    data = load_data(recipe.resolved(), log=lambda *a: None)
+    return load_data(recipe.resolved(), log=lambda *a: None)
+
+
+def split_accuracies(model: nn.Module, info: dict, views: list[int], data_dir: str | None) -> dict:
+    """{(split, views): accuracy} for the network in ``model`` on its recipe's validation and test images."""
+    data = data_of(info, data_dir)
     out = {}
     for v in [1, *views]:
         kept = in_views(model, v, data.facts)

@@ -55,7 +55,7 @@ class AveragingAdamW(optim.AdamW):
         return {**super()._buffers(), **{name: getattr(self, name) for name in NAMES}}
 
 
-def train(seed: int, data, recipe, out: Path) -> None:
+def train(data, recipe, out: Path) -> None:
     optim.OPTIMIZERS["adamw"] = AveragingAdamW
     holder = {}
 
@@ -112,21 +112,21 @@ def main(argv=None) -> int:
     out = Path(args.out or f"weight-ema-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
     if not (out / f"epoch{recipe.epochs:02d}.npz").exists():
-        train(args.seed, data, recipe, out)
+        train(data, recipe, out)
     net = recipe.build_model(len(data.facts.classes))
-    files = [out / f"epoch{e:02d}.npz" for e in range(args.first, recipe.epochs + 1)]
+    epochs = [dict(np.load(out / f"epoch{e:02d}.npz")) for e in range(args.first, recipe.epochs + 1)]
     variants = ("trained", *NAMES)
 
-    def load(path, variant):
-        net.load_state_dict(state(dict(np.load(path)), variant))
+    def load(arrays, variant):
+        net.load_state_dict(state(arrays, variant))
         if variant != "trained":
             measure_batchnorm(net, data.train_x[:BN_IMAGES])
         return net.eval()
-    validation = {v: [evaluate(load(f, v), data.val_x, data.val_y)[1] for f in files] for v in variants}
+    validation = {v: [evaluate(load(f, v), data.val_x, data.val_y)[1] for f in epochs] for v in variants}
     views = args.views or recipe.views
     for v in variants:
         best = int(np.argmax(validation[v]))
-        model = load(files[best], v)
+        model = load(epochs[best], v)
         label = "trained weights" if v == "trained" else f"EMA d = {DECAYS[NAMES.index(v)]}"
         print(f"{label}: validation by epoch {', '.join(f'{a:.2%}' for a in validation[v])}; best epoch "
               f"{args.first + best} ({validation[v][best]:.2%}): test {evaluate(recipes.in_views(model, views, data.facts), data.test_x, data.test_y)[1]:.2%} "

@@ -159,7 +159,7 @@ def _views(views: nn.Views, g: _Graph, x: str, where: str) -> str:
                 framed[view.mirrored] = g.node("Pad", [flat, g.ints(f"{name}.frame", [0, 0, 0, 1]), fill], f"{name}.frame")
             # view[q] = Σ_j weight[j, q]·framed[index[j, q]] (nn.views.resampling): one Gather of the
             # 5 × H·W entries, weighted, summed over j
-            index, weight = views.table(view)
+            index, weight = nn.views.resampling(view, views.image)
             gathered = g.node("Gather", [framed[view.mirrored], g.ints(f"{name}.index", index)], name, axis=1)
             weighted = g.node("Mul", [gathered, g.weight(f"{name}.weight", weight)], name)
             window = g.node("ReduceSum", [weighted, g.ints(f"{name}.sum_axes", [1])], name, keepdims=0)

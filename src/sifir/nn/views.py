@@ -28,6 +28,7 @@ neighbours with the same weights (the transposed table).
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -99,7 +100,8 @@ def move(x: np.ndarray, dy: int, dx: int, mirrored: bool, fill: float) -> np.nda
     return shift(mirror(x) if mirrored else x, dy, dx, fill)
 
 
-def resampling(view: View, image) -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=None)   # made once per view and image size, shared by every model (read-only)
+def resampling(view: View, image: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """A turned or scaled view as a table (index, weight), both (5, H·W): output pixel q is
     Σ_j weight[j, q]·x̂[index[j, q]], x̂ the flat image with the fill appended at index H·W.
     Rows 0-3 are q's four bilinear neighbours, row 4 the fill's share (where a neighbour lies
@@ -114,7 +116,10 @@ def resampling(view: View, image) -> tuple[np.ndarray, np.ndarray]:
     index = np.argsort(-pixels, axis=0, kind="stable")[:4]          # the (at most) 4 neighbours of each q
     weight = np.take_along_axis(pixels, index, axis=0)
     fill = warp(np.zeros((1, 1, h, w)), inverse, fill=1.0).reshape(1, size)
-    return np.vstack([index, np.full((1, size), size)]), np.vstack([weight, fill])
+    table = np.vstack([index, np.full((1, size), size)]), np.vstack([weight, fill])
+    for array in table:
+        array.flags.writeable = False
+    return table
 
 
 def resample(x: np.ndarray, table, fill: float) -> np.ndarray:
@@ -162,7 +167,6 @@ class Views(Module):
             raise ValueError(f"image must be (height, width) of whole numbers above 2, got {image!r}")
         self.net = net
         self.views, self.fill, self.image = views, float(fill), image
-        self._tables = {}   # View -> its resampling table, made when first read
 
     def config(self) -> dict:
         return {"views": self.views, "fill": self.fill, "image": list(self.image)}
@@ -172,19 +176,13 @@ class Views(Module):
         """The views, in the order their probabilities are summed."""
         return VIEW_SETS[self.views]
 
-    def table(self, view: View):
-        """``resampling``'s table for a turned or scaled view, made once per model."""
-        if view not in self._tables:
-            self._tables[view] = resampling(view, self.image)
-        return self._tables[view]
-
     def shown(self, x: np.ndarray, view: View) -> np.ndarray:
         """The batch ``x`` as ``view`` shows it to the network."""
-        if view == (0, 0, False, 0.0, 1.0):
+        if view == View(0, 0):
             return x
         images = x.reshape(len(x), -1, *self.image)
         if view.resampled:
-            return resample(mirror(images) if view.mirrored else images, self.table(view), self.fill).reshape(x.shape)
+            return resample(mirror(images) if view.mirrored else images, resampling(view, self.image), self.fill).reshape(x.shape)
         return np.ascontiguousarray(move(images, view.dy, view.dx, view.mirrored, self.fill)).reshape(x.shape)
 
     def forward(self, x):
@@ -204,7 +202,7 @@ class Views(Module):
             g = self.net.backward(grad_z, need_input_grad=need_input_grad)
             if need_input_grad:
                 g = g.reshape(len(g), -1, *self.image)
-                g = unresample(g, self.table(view)) if view.resampled else unshift(g, view.dy, view.dx)
+                g = unresample(g, resampling(view, self.image)) if view.resampled else unshift(g, view.dy, view.dx)
                 g = np.ascontiguousarray(mirror(g) if view.mirrored else g).reshape(x.shape)
                 grad_in = g if grad_in is None else grad_in + g
         return grad_in
