@@ -173,3 +173,15 @@ def test_the_page_names_the_classes_in_a_browser(browser, fashion_model, fashion
 def data_url_of(path) -> str:
     import base64
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.mark.parametrize("lang, words", [
+    ("en", ["--validation must be below the 300 training images of the IDX files in shapes", "got 300"]),
+    ("tr", ["--validation", "300 eğitim görüntüsünden az olmalı; verilen: 300"]),
+])
+def test_a_validation_the_data_cannot_give_is_refused_in_words(lang, words, shapes_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    result = sifir("train", "--dataset", "idx", "--data-dir", shapes_dir, "--model", "seed", "--epochs", "1",
+                   "--validation", "300", "--out", out, env={"SIFIR_STATE_DIR": str(tmp_path), "SIFIR_LANG": lang})
+    assert_clean_failure(result, *words)
+    assert not out.exists()

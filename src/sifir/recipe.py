@@ -256,8 +256,8 @@ def load_data(recipe: Recipe, log: Callable = print) -> Data:
     from .data.load import load
     data = load(recipe.dataset, recipe.data_dir, log=log)
     if recipe.validation >= len(data.train_images):
-        raise RecipeError("validation", t("data.validation_too_big", images=len(data.train_images),
-                                          title=data.facts.title, validation=recipe.validation))
+        raise RecipeError("validation", "validation_too_big", images=len(data.train_images),
+                          title=data.facts.title, validation=recipe.validation)
     train_x, train_y, val_x, val_y = split_validation(data.train_images, data.train_labels, recipe.validation)
     mean, std = data.facts.mean, data.facts.std
     return Data(normalize(train_x, mean, std), train_y.astype(np.int64), normalize(val_x, mean, std),
