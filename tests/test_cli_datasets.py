@@ -185,3 +185,26 @@ def test_a_validation_the_data_cannot_give_is_refused_in_words(lang, words, shap
                    "--validation", "300", "--out", out, env={"SIFIR_STATE_DIR": str(tmp_path), "SIFIR_LANG": lang})
     assert_clean_failure(result, *words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("options, lang, words", [
+    (["--validation", "50", "--fold", "6"], "en", ["--fold must be below 6", "hold 6 blocks of --validation 50; got 6"]),
+    (["--validation", "50", "--fold", "6"], "tr", ["--fold 6 sayısından küçük olmalı", "verilen: 6"]),
+])
+def test_a_fold_the_data_cannot_give_is_refused_in_words(options, lang, words, shapes_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    result = sifir("train", "--dataset", "idx", "--data-dir", shapes_dir, "--model", "seed", "--epochs", "1",
+                   *options, "--out", out, env={"SIFIR_STATE_DIR": str(tmp_path), "SIFIR_LANG": lang})
+    assert_clean_failure(result, *words)
+    assert not out.exists()
+
+
+def test_a_fold_trains_on_the_rest_and_says_so_in_its_command(shapes_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    result = sifir("train", "--dataset", "idx", "--data-dir", shapes_dir, "--model", "seed", "--epochs", "1",
+                   "--validation", "50", "--fold", "5", "--out", out, "--quiet", env={"SIFIR_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "training 1 epochs on 250 images (validation 50)" in result.stdout
+    info = io.load_model(out)[1]
+    assert "--validation 50 --fold 5" in info["command"] and info["recipe"]["fold"] == 5
+

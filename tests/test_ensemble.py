@@ -154,12 +154,15 @@ def test_train_ensemble_saves_one_model_of_k_networks(trained_pair, mnist_dir):
     model, info = io.load_model(out)
     assert isinstance(model, nn.Ensemble) and len(model) == 2
     assert info["ensemble"] == 2 and [m["seed"] for m in info["members"]] == [0, 1]
+    assert [m["fold"] for m in info["members"]] == [0, 1]     # each holds out its own validation block
     assert info["command"] == f"sifir train --model seed --epochs 1 --data-dir {mnist_dir} --ensemble 2"
     assert info["dataset"]["name"] == "mnist" and info["input"]["mean"] == 0.1307
     # each member is the network `sifir train --seed S` trains, kept beside the ensemble
     alone = [io.load_model(m["file"]) for m in info["members"]]
     assert [i["seed"] for _, i in alone] == [0, 1] and [m["test_accuracy"] for m in info["members"]] == [
         i["test_accuracy"] for _, i in alone]
+    assert [i["command"] for _, i in alone] == [f"sifir train --model seed --epochs 1 {s}--data-dir {mnist_dir}"
+                                                 for s in ("", "--fold 1 --seed 1 ")]
     for (member, _), inside in zip(alone, model):
         assert all(np.array_equal(a.data, b.data) for a, b in zip(member.parameters(), inside.parameters()))
     assert alone[0][1]["test_accuracy"] != alone[1][1]["test_accuracy"]   # two seeds, two networks
@@ -169,7 +172,8 @@ def test_train_ensemble_saves_one_model_of_k_networks(trained_pair, mnist_dir):
     data = load_data(Recipe(model="seed", data_dir=str(mnist_dir)).resolved(), log=lambda *a: None)
     assert info["test_accuracy"] == evaluate(model, data.test_x, data.test_y)[1] > 0.85
     lines = result.stdout.splitlines()
-    assert "ensemble: network 1 of 2 (seed 0)" in lines and "ensemble: network 2 of 2 (seed 1)" in lines
+    assert "ensemble: network 1 of 2 (seed 0, validation block 0)" in lines
+    assert "ensemble: network 2 of 2 (seed 1, validation block 1)" in lines
     assert lines[-1] == f"test accuracy: {info['test_accuracy']:.2%}"
 
 
@@ -185,13 +189,30 @@ def test_the_same_command_reads_finished_members_back_and_retrains_a_damaged_one
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("ensemble: network 1 of 2 (seed 0) already trained by this recipe") for line in lines)
-    assert "ensemble: network 2 of 2 (seed 1)" in lines      # trained again: same seed, same weights
+    assert "ensemble: network 2 of 2 (seed 1, validation block 1)" in lines   # trained again: same weights
     a, b = io.load_model(out), io.load_model(copy)
     assert a[1]["test_accuracy"] == b[1]["test_accuracy"]
     # another recipe (more epochs) does not take these members for its own
     other = train("--model", "seed", "--epochs", "2", "--ensemble", "2", "--data-dir", mnist_dir,
                   "--out", copy, "--quiet", "--lr", "0.2", state=tmp_path)
     assert other.returncode == 0 and "already trained" not in other.stdout
+
+
+def test_members_hold_out_blocks_in_turn_round_the_training_images(tmp_path):
+    from sifir.ensembles import finished_member, member_recipes
+    from sifir.recipe import Recipe
+    recipe = Recipe(model="seed", seed=7, fold=2).resolved()
+    members = member_recipes(recipe, 5, folds=4)
+    assert [(m.seed, m.fold) for m in members] == [(7, 2), (8, 3), (9, 0), (10, 1), (11, 2)]
+    rest = [{k: v for k, v in r.options().items() if k not in ("seed", "fold")} for r in (recipe, *members)]
+    assert all(r == rest[0] for r in rest)
+    # a member file from before folds (no "fold" in its recipe) held out the last block: fold 0
+    nn.manual_seed(0)
+    old = Recipe(model="seed").resolved()
+    options = {k: v for k, v in old.options().items() if k != "fold"}
+    path = io.save_model(tmp_path / "seed-0.npz", models.build("seed"), {"recipe": options})
+    assert finished_member(path, old) is not None
+    assert finished_member(path, Recipe(model="seed", fold=1).resolved()) is None
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -20,6 +20,7 @@ import pytest
 
 from sifir.data import mnist
 from sifir.data.idx import write_idx
+from sifir.data.inputs import folds
 from sifir.data.offline import ArrayUnpickler
 from sifir.data.mnist import (
     FILES,
@@ -383,6 +384,22 @@ def test_split_validation(data):
             split_validation(train_x, train_y, size=size)
     with pytest.raises(ValueError, match="labels"):
         split_validation(train_x, train_y[:-1])
+
+
+def test_a_fold_holds_out_another_block_and_trains_on_the_rest_in_order():
+    images = np.arange(23 * 2).reshape(23, 2)      # 23 examples: 4 blocks of 5 (and 3 left over)
+    labels = np.arange(23)
+    assert folds(23, 5) == 4
+    for fold in range(4):
+        train_x, train_y, val_x, val_y = split_validation(images, labels, size=5, fold=fold)
+        stop = 23 - 5 * fold
+        np.testing.assert_array_equal(val_y, np.arange(stop - 5, stop))
+        np.testing.assert_array_equal(train_y, [i for i in range(23) if not stop - 5 <= i < stop])
+        np.testing.assert_array_equal(train_x, images[train_y])
+        np.testing.assert_array_equal(val_x, images[val_y])
+    for fold in (-1, 4):
+        with pytest.raises(ValueError, match="fold must be between 0 and 3"):
+            split_validation(images, labels, size=5, fold=fold)
 
 
 def test_normalize_train_statistics(data):

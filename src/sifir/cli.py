@@ -108,11 +108,13 @@ def _saved(args, path: Path, data) -> None:
 def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
     """``sifir train --ensemble K``: K members one after another (each on every core), then one
     model file; members already trained by the same recipe are read back, not trained again."""
+    from .data.inputs import folds
     from .ensembles import ensemble_info, finished_member, member_path, member_recipes, members_folder
 
     k = args.ensemble
     members = []
-    for i, member in enumerate(member_recipes(recipe, k), 1):
+    blocks = folds(len(data.train_x) + len(data.val_x), recipe.validation)
+    for i, member in enumerate(member_recipes(recipe, k, blocks), 1):
         path = member_path(out, member)
         done = finished_member(path, member)
         if done is not None:
@@ -120,9 +122,10 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
                     accuracy=f"{done[1].get('test_accuracy') or 0:.2%}"), flush=True)
             members.append((path, in_views(done[0], member.views, data.facts), done[1]))
             continue
-        print(t("ensemble.member", i=i, k=k, seed=member.seed), flush=True)
+        print(t("ensemble.member", i=i, k=k, seed=member.seed, fold=member.fold), flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        code, path, trained = _train_one(args, member, data, path)
+        own = data if member.fold == recipe.fold else load_data(member, log=lambda *_: None)   # its own split
+        code, path, trained = _train_one(args, member, own, path)
         if code != 0:
             print(t("ensemble.kept", folder=members_folder(out), done=len(members), k=k), file=sys.stderr)
             return code
@@ -456,13 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "epoch's weights (stochastic weight averaging); 0: off (preset's default)")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
+    t.add_argument("--fold", type=int, default=0, help="hold out block FOLD of N images, counted from the end, "
+                   "instead (0: the last N; 1: the N before them, …); an ensemble's member i holds out block FOLD+i")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
     t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     t.add_argument("--workers", type=int, help="processes that share the work, one per core: each batch of a "
                    "network with convolutions, each layer's units of an MLP (default: every core this process "
                    "may use, one for a small MLP; 1: train in this process alone)")
     t.add_argument("--ensemble", type=int, metavar="K",
-                   help="train K networks (seeds SEED … SEED+K−1, one after another, each on every core) and "
+                   help="train K networks (seeds SEED … SEED+K−1, each holding out its own validation block FOLD … "
+                        "FOLD+K−1, one after another, each on every core) and "
                         "save them as one model that averages their probabilities; finished members are kept "
                         "in OUT's .members folder, so running the same command again goes on where it stopped")
     t.add_argument("--data-dir", help=data_help)

@@ -103,6 +103,8 @@ class Recipe:
                                    # scores higher on validation (0 or 1: off; sifir.average)
     patience: int | None = None
     validation: int = 5000
+    fold: int = 0                  # which block of `validation` training images is held out: 0 the
+                                   # last, 1 the one before, … (an ensemble's members take one each)
     seed: int = 0
     dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
@@ -169,6 +171,7 @@ class Recipe:
         if self.patience is not None:
             _integer("patience", self.patience, 1, 10_000)
         _integer("validation", self.validation, 1, 59_999)
+        _integer("fold", self.fold, 0, 59_998)
         _integer("seed", self.seed, 0, 2**32 - 1)
         if self.workers is not None:
             _integer("workers", self.workers, 1, limits.max_workers)
@@ -250,15 +253,21 @@ class Data(NamedTuple):
 
 
 def load_data(recipe: Recipe, log: Callable = print) -> Data:
-    """The data set the recipe trains on (``recipe.dataset``), split (the last ``validation``
-    training images held out) and normalised with its own pixel statistics."""
-    from .data.inputs import normalize, split_validation
+    """The data set the recipe trains on (``recipe.dataset``), split (``validation`` training
+    images held out: the last ones, or block ``fold`` counted from the end) and normalised with its
+    own pixel statistics."""
+    from .data.inputs import folds, normalize, split_validation
     from .data.load import load
     data = load(recipe.dataset, recipe.data_dir, log=log)
     if recipe.validation >= len(data.train_images):
         raise RecipeError("validation", "validation_too_big", images=len(data.train_images),
                           title=data.facts.title, validation=recipe.validation)
-    train_x, train_y, val_x, val_y = split_validation(data.train_images, data.train_labels, recipe.validation)
+    blocks = folds(len(data.train_images), recipe.validation)
+    if recipe.fold >= blocks:
+        raise RecipeError("fold", "fold_too_big", blocks=blocks, images=len(data.train_images),
+                          title=data.facts.title, validation=recipe.validation, fold=recipe.fold)
+    train_x, train_y, val_x, val_y = split_validation(data.train_images, data.train_labels, recipe.validation,
+                                                      recipe.fold)
     mean, std = data.facts.mean, data.facts.std
     return Data(normalize(train_x, mean, std), train_y.astype(np.int64), normalize(val_x, mean, std),
                 val_y.astype(np.int64), normalize(data.test_images, mean, std), data.test_labels.astype(np.int64),

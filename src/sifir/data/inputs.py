@@ -80,18 +80,31 @@ def pixel_statistics(images: np.ndarray) -> tuple[float, float]:
     return round(mean, 4), round(std, 4)
 
 
-def split_validation(images: np.ndarray, labels: np.ndarray, size: int = VALIDATION_SIZE):
-    """Hold out the last `size` training examples: (train_x, train_y, val_x, val_y).
+def split_validation(images: np.ndarray, labels: np.ndarray, size: int = VALIDATION_SIZE, fold: int = 0):
+    """Hold out `size` training examples: (train_x, train_y, val_x, val_y).
 
-    The last 5,000 is the split of the classic mnist.pkl.gz (and of many papers). Returns
-    views, not copies.
+    Fold 0 holds out the last `size`: the split of the classic mnist.pkl.gz (and of many
+    papers); it returns views, not copies. Fold k holds out the k-th block of `size` counted
+    from the end (k < len // size), and trains on the rest in their order: so the members of an
+    ensemble can each hold out another part, and together learn from every training image.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if not 0 < size < len(images):
         raise ValueError(f"validation size must be between 1 and {len(images) - 1}, got {size}")
-    cut = len(images) - size
-    return images[:cut], labels[:cut], images[cut:], labels[cut:]
+    if not 0 <= fold < folds(len(images), size):
+        raise ValueError(f"fold must be between 0 and {folds(len(images), size) - 1}, got {fold}")
+    stop = len(images) - fold * size
+    start = stop - size
+    if fold == 0:
+        return images[:start], labels[:start], images[start:], labels[start:]
+    return (np.concatenate([images[:start], images[stop:]]), np.concatenate([labels[:start], labels[stop:]]),
+            images[start:stop], labels[start:stop])
+
+
+def folds(n: int, size: int) -> int:
+    """How many validation blocks of `size` fit in `n` training examples (the folds 0 … folds−1)."""
+    return n // size
 
 
 def normalize(images: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarray:
