@@ -12,10 +12,9 @@ come from the model file it writes. Runs already in the JSON file are not repeat
 table can be built over several sittings (a full default run takes about an hour and a half on a
 2-core machine: most of it the `best` preset's 20 epochs × 3 seeds). Models are kept in
 --models (default: a folder beside the JSON file). An ensemble (`--ensemble K`) is `sifir train
---ensemble K`, whose members are seeds S…S+K−1, each holding out its own validation block (folds
-0…K−1): its first member is the single run of seed S (fold 0, the usual split), which is handed
-to it when already trained here (linked into its members folder, which it reads back because it
-was trained by the same recipe); the other K−1 members train.
+--ensemble K`, whose members are the single runs of seeds S…S+K−1: those already trained here are
+handed to it (linked into its members folder, which it reads back because they were trained by
+the same recipe), so K = 5 after three seeds trains two more networks, not five.
 
 A preset whose kept model reads the test images in views (`best`: 9) is quoted as it is kept,
 with the network on the image alone beside it: the lever's effect, seed by seed. A run in the
@@ -131,8 +130,13 @@ def table(results: dict, presets: list[str], ensemble: int | None) -> str:
             plain_cell = f"{summarise(plain)} (kept: {kept})" if plain else "–"
             rows.append(f"| `{preset}` | {seeds} | {summarise(accs)}{views} | {summarise(alone)} | {plain_cell} | {spe:.1f} | "
                         f"{wall / 60:.1f} min | `sifir train --model {preset} --seed S{options}` |")
+        singles = {r["seed"]: r for r in runs}
         for r in (r for r in results["runs"] if r["preset"] == preset and r.get("ensemble")):
-            member_accs = [m["test_accuracy"] for m in r.get("members") or [] if m.get("test_accuracy") is not None]
+            seeds = range(r["seed"], r["seed"] + r["ensemble"])
+            if all(s in singles for s in seeds):   # the members are these single runs (as kept now)
+                member_accs = [singles[s]["test_accuracy"] for s in seeds]
+            else:
+                member_accs = [m["test_accuracy"] for m in r.get("members") or [] if m.get("test_accuracy") is not None]
             alone = summarise([r["one_view_test_accuracy"]] if r.get("one_view_test_accuracy") is not None else [])
             rows.append(f"| `{preset}` × {r['ensemble']} (ensemble) | {r['seed']}… | {r['test_accuracy']:.2%} "
                         f"(members {summarise(member_accs)}) | {alone} | – | – | {r['wall_seconds'] / 60:.1f} min (the members "
@@ -145,7 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--presets", default="seed,mlp,cnn,best,fast", help="comma-separated presets")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (at least 3 for a median worth quoting)")
     p.add_argument("--ensemble", type=int, help="also train one K-network ensemble of each preset "
-                   "(sifir train --ensemble K: seeds S…S+K−1, validation blocks 0…K−1)")
+                   "(sifir train --ensemble K, seeds S…S+K−1)")
     p.add_argument("--train-args", default="", help="more options for every `sifir train`, e.g. '--dataset fashion-mnist'")
     p.add_argument("--data-dir", default=os.environ.get("SIFIR_DATA_DIR"), help="data folder (default $SIFIR_DATA_DIR)")
     p.add_argument("--json", default="results.json", help="results file (read to resume, then written)")
@@ -181,12 +185,13 @@ def main(argv=None) -> int:
         argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k)] if k else []))
         if shlex.join(argv) in done:
             continue
-        if k:   # the single run of its first seed is its first member (fold 0); the others hold out other blocks
-            single = models / f"{preset}{'-' + tag if tag else ''}-s{seed}.npz"
-            kept = members_folder(models / f"{name}.npz") / f"seed-{seed}.npz"
-            if single.is_file() and not kept.exists():
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                os.link(single, kept)
+        if k:   # the single runs of its seeds are its first members
+            for member_seed in range(seed, seed + k):
+                single = models / f"{preset}{'-' + tag if tag else ''}-s{member_seed}.npz"
+                kept = members_folder(models / f"{name}.npz") / f"seed-{member_seed}.npz"
+                if single.is_file() and not kept.exists():
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(single, kept)
         print(f"running: {shlex.join(argv)}", flush=True)
         r = run_one(argv, args.data_dir)
         r.update(preset=preset, seed=seed, ensemble=k, extra=extra)

@@ -154,7 +154,6 @@ def test_train_ensemble_saves_one_model_of_k_networks(trained_pair, mnist_dir):
     model, info = io.load_model(out)
     assert isinstance(model, nn.Ensemble) and len(model) == 2
     assert info["ensemble"] == 2 and [m["seed"] for m in info["members"]] == [0, 1]
-    assert [m["fold"] for m in info["members"]] == [0, 1]     # each holds out its own validation block
     assert info["command"] == f"sifir train --model seed --epochs 1 --data-dir {mnist_dir} --ensemble 2"
     assert info["dataset"]["name"] == "mnist" and info["input"]["mean"] == 0.1307
     # each member is the network `sifir train --seed S` trains, kept beside the ensemble
@@ -162,7 +161,7 @@ def test_train_ensemble_saves_one_model_of_k_networks(trained_pair, mnist_dir):
     assert [i["seed"] for _, i in alone] == [0, 1] and [m["test_accuracy"] for m in info["members"]] == [
         i["test_accuracy"] for _, i in alone]
     assert [i["command"] for _, i in alone] == [f"sifir train --model seed --epochs 1 {s}--data-dir {mnist_dir}"
-                                                 for s in ("", "--fold 1 --seed 1 ")]
+                                                 for s in ("", "--seed 1 ")]
     for (member, _), inside in zip(alone, model):
         assert all(np.array_equal(a.data, b.data) for a, b in zip(member.parameters(), inside.parameters()))
     assert alone[0][1]["test_accuracy"] != alone[1][1]["test_accuracy"]   # two seeds, two networks
@@ -172,8 +171,7 @@ def test_train_ensemble_saves_one_model_of_k_networks(trained_pair, mnist_dir):
     data = load_data(Recipe(model="seed", data_dir=str(mnist_dir)).resolved(), log=lambda *a: None)
     assert info["test_accuracy"] == evaluate(model, data.test_x, data.test_y)[1] > 0.85
     lines = result.stdout.splitlines()
-    assert "ensemble: network 1 of 2 (seed 0, validation block 0)" in lines
-    assert "ensemble: network 2 of 2 (seed 1, validation block 1)" in lines
+    assert "ensemble: network 1 of 2 (seed 0)" in lines and "ensemble: network 2 of 2 (seed 1)" in lines
     assert lines[-1] == f"test accuracy: {info['test_accuracy']:.2%}"
 
 
@@ -189,7 +187,7 @@ def test_the_same_command_reads_finished_members_back_and_retrains_a_damaged_one
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("ensemble: network 1 of 2 (seed 0) already trained by this recipe") for line in lines)
-    assert "ensemble: network 2 of 2 (seed 1, validation block 1)" in lines   # trained again: same weights
+    assert "ensemble: network 2 of 2 (seed 1)" in lines      # trained again: same seed, same weights
     a, b = io.load_model(out), io.load_model(copy)
     assert a[1]["test_accuracy"] == b[1]["test_accuracy"]
     # another recipe (more epochs) does not take these members for its own
@@ -198,13 +196,28 @@ def test_the_same_command_reads_finished_members_back_and_retrains_a_damaged_one
     assert other.returncode == 0 and "already trained" not in other.stdout
 
 
-def test_members_hold_out_blocks_in_turn_round_the_training_images(tmp_path):
+def test_a_member_saved_with_other_views_is_quoted_as_the_ensemble_reads_it(trained_pair, mnist_dir, tmp_path):
+    import shutil
+    out, _ = trained_pair
+    shutil.copytree(out.with_name("pair.members"), tmp_path / "pair.members")
+    first = tmp_path / "pair.members" / "seed-0.npz"
+    model, info = io.load_model(first)
+    # as a version that read this network in 9 views would have saved it (the same network)
+    io.save_model(first, model, {**info, "views": 9, "test_accuracy": 0.5})
+    result = train("--model", "seed", "--epochs", "1", "--ensemble", "2", "--data-dir", mnist_dir,
+                   "--out", tmp_path / "pair.npz", "--quiet", state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"(test accuracy {info['test_accuracy']:.2%})" in result.stdout and "50.00%" not in result.stdout
+    assert io.load_model(tmp_path / "pair.npz")[1]["members"][0]["test_accuracy"] == info["test_accuracy"]
+
+
+def test_members_differ_in_seed_alone_and_share_the_validation_block(tmp_path):
     from sifir.ensembles import finished_member, member_recipes
     from sifir.recipe import Recipe
     recipe = Recipe(model="seed", seed=7, fold=2).resolved()
-    members = member_recipes(recipe, 5, folds=4)
-    assert [(m.seed, m.fold) for m in members] == [(7, 2), (8, 3), (9, 0), (10, 1), (11, 2)]
-    rest = [{k: v for k, v in r.options().items() if k not in ("seed", "fold")} for r in (recipe, *members)]
+    members = member_recipes(recipe, 3)
+    assert [(m.seed, m.fold) for m in members] == [(7, 2), (8, 2), (9, 2)]
+    rest = [{k: v for k, v in r.options().items() if k != "seed"} for r in (recipe, *members)]
     assert all(r == rest[0] for r in rest)
     # a member file from before folds (no "fold" in its recipe) held out the last block: fold 0
     nn.manual_seed(0)

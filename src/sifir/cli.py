@@ -108,24 +108,25 @@ def _saved(args, path: Path, data) -> None:
 def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
     """``sifir train --ensemble K``: K members one after another (each on every core), then one
     model file; members already trained by the same recipe are read back, not trained again."""
-    from .data.inputs import folds
     from .ensembles import ensemble_info, finished_member, member_path, member_recipes, members_folder
 
     k = args.ensemble
     members = []
-    blocks = folds(len(data.train_x) + len(data.val_x), recipe.validation)
-    for i, member in enumerate(member_recipes(recipe, k, blocks), 1):
+    for i, member in enumerate(member_recipes(recipe, k), 1):
         path = member_path(out, member)
         done = finished_member(path, member)
         if done is not None:
+            model, info = in_views(done[0], member.views, data.facts), done[1]
+            if info.get("views", 1) != member.views:   # its accuracy was read in other views: read it as kept now
+                accuracy, one_view = test_accuracies(model, data)
+                info = {**info, "views": member.views, "test_accuracy": accuracy, "one_view_test_accuracy": one_view}
             print(t("ensemble.reused", i=i, k=k, seed=member.seed, path=path,
-                    accuracy=f"{done[1].get('test_accuracy') or 0:.2%}"), flush=True)
-            members.append((path, in_views(done[0], member.views, data.facts), done[1]))
+                    accuracy=f"{info.get('test_accuracy') or 0:.2%}"), flush=True)
+            members.append((path, model, info))
             continue
-        print(t("ensemble.member", i=i, k=k, seed=member.seed, fold=member.fold), flush=True)
+        print(t("ensemble.member", i=i, k=k, seed=member.seed), flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        own = data if member.fold == recipe.fold else load_data(member, log=lambda *_: None)   # its own split
-        code, path, trained = _train_one(args, member, own, path)
+        code, path, trained = _train_one(args, member, data, path)
         if code != 0:
             print(t("ensemble.kept", folder=members_folder(out), done=len(members), k=k), file=sys.stderr)
             return code
@@ -460,15 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--fold", type=int, default=0, help="hold out block FOLD of N images, counted from the end, "
-                   "instead (0: the last N; 1: the N before them, …); an ensemble's member i holds out block FOLD+i")
+                   "instead (0: the last N; 1: the N before them, …); an ensemble's members all hold out the same block")
     t.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and dropout")
     t.add_argument("--dataset", default=DEFAULT_DATASET, metavar="NAME", help=dataset_help)
     t.add_argument("--workers", type=int, help="processes that share the work, one per core: each batch of a "
                    "network with convolutions, each layer's units of an MLP (default: every core this process "
                    "may use, one for a small MLP; 1: train in this process alone)")
     t.add_argument("--ensemble", type=int, metavar="K",
-                   help="train K networks (seeds SEED … SEED+K−1, each holding out its own validation block FOLD … "
-                        "FOLD+K−1, one after another, each on every core) and "
+                   help="train K networks (seeds SEED … SEED+K−1, one after another, each on every core) and "
                         "save them as one model that averages their probabilities; finished members are kept "
                         "in OUT's .members folder, so running the same command again goes on where it stopped")
     t.add_argument("--data-dir", help=data_help)

@@ -1,17 +1,18 @@
 """K networks of one recipe, trained one after another and kept as one model (``nn.Ensemble``).
 
-    member_recipes(recipe, k, folds) the K recipes: the same options, seeds S, S+1, …, S+K−1,
-                                     and each its own validation block (folds F, F+1, …)
+    member_recipes(recipe, k)        the K recipes: the same options (the same validation images
+                                     too), seeds S, S+1, …, S+K−1
     member_path(out, recipe)         where a member is kept while the ensemble trains
     finished_member(path, recipe)    a member trained earlier by the very same recipe, or None
     ensemble_info(recipe, members, test_accuracy, facts)
                                      the model file's info: the ensemble's recipe and command, and
                                      each member's seed, epochs and test accuracy
 
-Different seeds start from different weights and see the batches in another order, and each
-member holds out another block of the training images for its validation (its ``fold``), so the
-members make partly different mistakes, and together they learn from every training image;
-averaging their probabilities (``nn.Ensemble``) cancels some of the mistakes. Each member trains as ``sifir train`` trains one network, on every core; a member
+Different seeds start from different weights and see the batches in another order, so the
+members make partly different mistakes; averaging their probabilities (``nn.Ensemble``) cancels
+some of them. (Members that each hold out another validation block, and so together learn from
+every training image, were measured: the same test accuracy for ``best``, and the single runs of
+seeds S… could no longer be the members; docs/benchmarks.md.) Each member trains as ``sifir train`` trains one network, on every core; a member
 is saved as soon as it is done, so an interrupted ensemble resumes with the next member when the
 same command runs again.
 """
@@ -33,11 +34,9 @@ MAX_MEMBERS = 64   # an ensemble is read by every prediction: far beyond this no
 _SAME_NETWORK = ("data_dir", "workers", "views")
 
 
-def member_recipes(recipe: Recipe, k: int, folds: int) -> list[Recipe]:
-    """The recipes of the K members: ``recipe`` with seeds recipe.seed … recipe.seed + k − 1,
-    member i holding out validation block recipe.fold + i (counted round the ``folds`` blocks
-    the training images hold: ``data.inputs.folds``)."""
-    return [dataclasses.replace(recipe, seed=recipe.seed + i, fold=(recipe.fold + i) % folds) for i in range(k)]
+def member_recipes(recipe: Recipe, k: int) -> list[Recipe]:
+    """The recipes of the K members: ``recipe`` with seeds recipe.seed … recipe.seed + k − 1."""
+    return [dataclasses.replace(recipe, seed=recipe.seed + i) for i in range(k)]
 
 
 def members_folder(out) -> Path:

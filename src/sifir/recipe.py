@@ -104,7 +104,7 @@ class Recipe:
     patience: int | None = None
     validation: int = 5000
     fold: int = 0                  # which block of `validation` training images is held out: 0 the
-                                   # last, 1 the one before, … (an ensemble's members take one each)
+                                   # last, 1 the one before, … (an ensemble's members share it)
     seed: int = 0
     dataset: str = DEFAULT_DATASET
     data_dir: str | None = None

@@ -85,8 +85,8 @@ def split_validation(images: np.ndarray, labels: np.ndarray, size: int = VALIDAT
 
     Fold 0 holds out the last `size`: the split of the classic mnist.pkl.gz (and of many
     papers); it returns views, not copies. Fold k holds out the k-th block of `size` counted
-    from the end (k < len // size), and trains on the rest in their order: so the members of an
-    ensemble can each hold out another part, and together learn from every training image.
+    from the end (k < len // size), and trains on the rest in their order: another part to
+    measure on, the same amount of it.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
