@@ -257,3 +257,30 @@ def test_wider_best_widens_only_the_third_stage():
     net.eval()
     assert net(x).shape == (2, 10)
     assert wider_best.main([]) == 2 and models.PRESETS["best"] is best   # no width: usage, nothing changed
+
+
+def test_kernel_sizes_changes_only_the_convolutions_kernels():
+    import kernel_sizes
+    from sifir import models, nn
+    five, best = kernel_sizes.preset(5), models.PRESETS["best"]
+    net = five.build()
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    assert [c.weight.data.shape[2:] for c in convs] == [(5, 5)] * 3 and [c.padding for c in convs] == [(2, 2)] * 3
+    assert [type(m) for m in net] == [type(m) for m in best.build()]   # the same layers otherwise
+    assert (five.optimizer, five.lr, five.epochs, five.augment, five.views) == \
+           (best.optimizer, best.lr, best.epochs, best.augment, best.views)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    net.eval()
+    assert net(x).shape == (2, 10) and five.build(classes=26)[-1].out_features == 26
+    assert kernel_sizes.main(["4", "train"]) == 2 and models.PRESETS["best"] is best   # even: usage, nothing changed
+
+
+def test_kernel_sizes_reads_files_alone_and_in_groups(trained_seed_model, mnist_dir):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_sizes.py"), "read", str(trained_seed_model),
+                          str(trained_seed_model), "--groups", "0", "0,1", "--views", "5", "--data-dir", str(mnist_dir)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+    alone = [line.split(": errors ")[1] for line in out[:2]]
+    assert alone[0] == alone[1] and alone[0].startswith("{'validation': ")
+    # a group of one is the network, and two copies of one network average to that network
+    assert out[2].split(": errors ")[1].split(", accuracy")[0] == alone[0]
+    assert out[3].split(": errors ")[1] == out[2].split(": errors ")[1]
