@@ -12,9 +12,9 @@ Different seeds start from different weights and see the batches in another orde
 members make partly different mistakes; averaging their probabilities (``nn.Ensemble``) cancels
 some of them. (Members that each hold out another validation block, and so together learn from
 every training image, were measured: the same test accuracy for ``best``, and the single runs of
-seeds S… could no longer be the members; docs/benchmarks.md.) Each member trains as ``sifir train`` trains one network, on every core; a member
-is saved as soon as it is done, so an interrupted ensemble resumes with the next member when the
-same command runs again.
+seeds S… could no longer be the members; docs/benchmarks.md.) Each member trains as ``sifir
+train`` trains one network, on every core; a member is saved as soon as it is done, so an
+interrupted ensemble resumes with the next member when the same command runs again.
 """
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def ensemble_info(recipe: Recipe, members: list[tuple[Path, dict]], test_accurac
             "batch_size": recipe.batch_size, "schedule": recipe.schedule, "augment": recipe.augment,
             "views": recipe.views, "test_accuracy": test_accuracy, "recipe": recipe.options(),
             "command": f"{recipe.command()} --ensemble {k}",
-            "members": [{"seed": info.get("seed"), "fold": (info.get("recipe") or {}).get("fold", 0), "file": str(path), "epochs": info.get("epochs"),
-                         "best_epoch": info.get("best_epoch"), "test_accuracy": info.get("test_accuracy")}
+            "members": [{"seed": info.get("seed"), "fold": (info.get("recipe") or {}).get("fold", 0),
+                         "file": str(path), "epochs": info.get("epochs"), "best_epoch": info.get("best_epoch"),
+                         "test_accuracy": info.get("test_accuracy")}
                         for path, info in members],
             **facts.info()}
