@@ -13,9 +13,9 @@ as `best` keeps it), on the validation images (to choose on) and the test images
     python benchmarks/kernel_sizes.py read best-s0.npz … --groups 0,1,2,3,4 0,1,2,3,5 --data-dir ../shared/mnist
 
 The kernel size comes first and must be odd (padding k//2 keeps the shapes); the rest is a
-`sifir` command line, run with `best` so changed. Training takes about 26 minutes for k = 5 on a
-2-core machine (twice `best`'s 13: its two larger convolutions do 25/9 of the multiply-adds);
-`read` about 1.5 minutes per network in 29 views.
+`sifir` command line, run with `best` so changed. Training took 27–29 minutes for k = 5 on a
+2-core machine (about twice `best`'s 13: its two larger convolutions do 25/9 of the
+multiply-adds); `read` about 1.7 minutes per network in 29 views.
 """
 from __future__ import annotations
 

@@ -207,4 +207,3 @@ def test_a_fold_trains_on_the_rest_and_says_so_in_its_command(shapes_dir, tmp_pa
     assert "training 1 epochs on 250 images (validation 50)" in result.stdout
     info = io.load_model(out)[1]
     assert "--validation 50 --fold 5" in info["command"] and info["recipe"]["fold"] == 5
-

@@ -83,8 +83,7 @@ def ensemble_info(recipe: Recipe, members: list[tuple[Path, dict]], test_accurac
             "batch_size": recipe.batch_size, "schedule": recipe.schedule, "augment": recipe.augment,
             "views": recipe.views, "test_accuracy": test_accuracy, "recipe": recipe.options(),
             "command": f"{recipe.command()} --ensemble {k}",
-            "members": [{"seed": info.get("seed"), "fold": (info.get("recipe") or {}).get("fold", 0),
-                         "file": str(path), "epochs": info.get("epochs"), "best_epoch": info.get("best_epoch"),
-                         "test_accuracy": info.get("test_accuracy")}
+            "members": [{"seed": info.get("seed"), "file": str(path), "epochs": info.get("epochs"),
+                         "best_epoch": info.get("best_epoch"), "test_accuracy": info.get("test_accuracy")}
                         for path, info in members],
             **facts.info()}
