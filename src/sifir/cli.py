@@ -151,6 +151,10 @@ def _train_one(args, recipe: Recipe, data, out: Path) -> tuple[int, Path | None,
 
     from .train import Interrupted, evaluate
 
+    # tqdm's monitor thread (it only watches for bars that stall) would outlive the bar, and a
+    # process with threads may not fork: an ensemble's next member would train on one worker
+    tqdm.monitor_interval = 0
+
     facts = data.facts
     bar = None
 
