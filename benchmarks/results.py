@@ -4,6 +4,7 @@ quoted as the median with min–max beside it, and the machine it ran on.
     python benchmarks/results.py --json results.json --markdown           # seed, mlp, cnn, best, fast × seeds 0,1,2
     python benchmarks/results.py --presets cnn --seeds 0,1,2,3,4 --json cnn.json
     python benchmarks/results.py --presets best --ensemble 5 --json best.json   # also the 5-network ensemble
+    python benchmarks/results.py --presets best --ensemble 5 --ensemble-args '--kernels 3 5' --json best.json
     python benchmarks/results.py --json results.json --markdown --report-only   # the table from a saved run
 
 Each run is `sifir train --model P --seed S --quiet --out …` in a fresh process (what a user
@@ -14,7 +15,10 @@ table can be built over several sittings (a full default run takes about an hour
 --models (default: a folder beside the JSON file). An ensemble (`--ensemble K`) is `sifir train
 --ensemble K`, whose members are the single runs of seeds S…S+K−1: those already trained here are
 handed to it (linked into its members folder, which it reads back because they were trained by
-the same recipe), so K = 5 after three seeds trains two more networks, not five.
+the same recipe), so K = 5 after three seeds trains two more networks, not five. With
+--ensemble-args (options for the ensemble alone, such as `--kernels 3 5`: members of 3×3 and 5×5
+convolutions in turn), only the members that are such single runs are handed over; the 5×5 ones
+are trained by the ensemble.
 
 A preset whose kept model reads the test images in views (`best`: 9) is quoted as it is kept,
 with the network on the image alone beside it: the lever's effect, seed by seed. A run in the
@@ -133,7 +137,7 @@ def table(results: dict, presets: list[str], ensemble: int | None) -> str:
         singles = {r["seed"]: r for r in runs}
         for r in (r for r in results["runs"] if r["preset"] == preset and r.get("ensemble")):
             seeds = range(r["seed"], r["seed"] + r["ensemble"])
-            if all(s in singles for s in seeds):   # the members are these single runs (as kept now)
+            if all(s in singles for s in seeds) and not r.get("ensemble_extra"):   # the members are these single runs
                 member_accs = [singles[s]["test_accuracy"] for s in seeds]
             else:
                 member_accs = [m["test_accuracy"] for m in r.get("members") or [] if m.get("test_accuracy") is not None]
@@ -150,6 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (at least 3 for a median worth quoting)")
     p.add_argument("--ensemble", type=int, help="also train one K-network ensemble of each preset "
                    "(sifir train --ensemble K, seeds S…S+K−1)")
+    p.add_argument("--ensemble-args", default="", help="more options for the ensemble alone, e.g. '--kernels 3 5'")
     p.add_argument("--train-args", default="", help="more options for every `sifir train`, e.g. '--dataset fashion-mnist'")
     p.add_argument("--data-dir", default=os.environ.get("SIFIR_DATA_DIR"), help="data folder (default $SIFIR_DATA_DIR)")
     p.add_argument("--json", default="results.json", help="results file (read to resume, then written)")
@@ -161,6 +166,7 @@ def main(argv=None) -> int:
     presets = [s for s in args.presets.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     extra = shlex.split(args.train_args)
+    ensemble_extra = shlex.split(args.ensemble_args)
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
     results["machine"] = results.get("machine") or machine()
@@ -181,20 +187,21 @@ def main(argv=None) -> int:
                   f"(one view {run['one_view_test_accuracy']:.2%})", flush=True)
             path.write_text(json.dumps(results, indent=1))
     for preset, seed, k in plan if not args.report_only else []:
-        name = f"{preset}{'-' + tag if tag else ''}-s{seed}" + (f"-x{k}" if k else "")
-        argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k)] if k else []))
+        ensemble_tag = "".join("-" + a.lstrip("-") for a in ensemble_extra)   # -x5-kernels-3-5
+        name = f"{preset}{'-' + tag if tag else ''}-s{seed}" + (f"-x{k}{ensemble_tag}" if k else "")
+        argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k), *ensemble_extra] if k else []))
         if shlex.join(argv) in done:
             continue
-        if k:   # the single runs of its seeds are its first members
+        if k:   # the single runs of its seeds are its first members (where it would train the same)
             for member_seed in range(seed, seed + k):
                 single = models / f"{preset}{'-' + tag if tag else ''}-s{member_seed}.npz"
                 kept = members_folder(models / f"{name}.npz") / f"seed-{member_seed}.npz"
-                if single.is_file() and not kept.exists():
+                if single.is_file() and not kept.exists():   # a 5×5 member is seed-S-k5.npz: not this
                     kept.parent.mkdir(parents=True, exist_ok=True)
                     os.link(single, kept)
         print(f"running: {shlex.join(argv)}", flush=True)
         r = run_one(argv, args.data_dir)
-        r.update(preset=preset, seed=seed, ensemble=k, extra=extra)
+        r.update(preset=preset, seed=seed, ensemble=k, extra=extra, **({"ensemble_extra": ensemble_extra} if k else {}))
         results["runs"].append(r)
         path.write_text(json.dumps(results, indent=1))   # after every run: a long table survives a stop
         per_epoch = f"{r['seconds_per_epoch']:.1f} s/epoch, " if r["seconds_per_epoch"] else ""

@@ -132,6 +132,18 @@ def test_results_table_quotes_averaged_runs_beside_their_best_epochs_own_weights
     assert "`sifir train --model best --seed S --average 5`" in row
 
 
+def test_results_quotes_an_ensemble_of_other_options_by_its_own_members():
+    import results
+    singles = [{"preset": "best", "seed": s, "test_accuracy": 0.997, "views": 1, "seconds_per_epoch": 37.0,
+                "wall_seconds": 760.0, "extra": [], "command": "c"} for s in (0, 1)]
+    mixed = {"preset": "best", "seed": 0, "ensemble": 2, "ensemble_extra": ["--kernels", "3", "5"],
+             "test_accuracy": 0.9976, "wall_seconds": 1700.0, "command": "sifir train --model best --ensemble 2 "
+             "--kernels 3 5 --quiet --out x", "members": [{"test_accuracy": 0.997}, {"test_accuracy": 0.9968}]}
+    row = results.table({"runs": [*singles, mixed], "machine": "m"}, ["best"], 2).splitlines()[3]
+    # seed 1's single run is 3×3, the ensemble's second member 5×5: the members' own accuracies are quoted
+    assert "99.76% (members 99.69% [99.68%–99.70%])" in row and "`sifir train --model best --ensemble 2 --kernels 3 5`" in row
+
+
 def test_watch_cost_trains_the_same_weights_from_the_page_and_the_cli(mnist_dir):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "watch_cost.py"), "--models", "seed",
                           "--rounds", "1", "--threads", "1", "--data-dir", str(mnist_dir)],
@@ -259,28 +271,16 @@ def test_wider_best_widens_only_the_third_stage():
     assert wider_best.main([]) == 2 and models.PRESETS["best"] is best   # no width: usage, nothing changed
 
 
-def test_kernel_sizes_changes_only_the_convolutions_kernels():
-    import kernel_sizes
-    from sifir import models, nn
-    five, best = kernel_sizes.preset(5), models.PRESETS["best"]
-    net = five.build()
-    convs = [m for m in net if isinstance(m, nn.Conv2d)]
-    assert [c.weight.data.shape[2:] for c in convs] == [(5, 5)] * 3 and [c.padding for c in convs] == [(2, 2)] * 3
-    assert [type(m) for m in net] == [type(m) for m in best.build()]   # the same layers otherwise
-    assert (five.optimizer, five.lr, five.epochs, five.augment, five.views) == \
-           (best.optimizer, best.lr, best.epochs, best.augment, best.views)
-    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
-    net.eval()
-    assert net(x).shape == (2, 10) and five.build(classes=26)[-1].out_features == 26
-    assert kernel_sizes.main(["4", "train"]) == 2 and models.PRESETS["best"] is best   # even: usage, nothing changed
-
-
-def test_kernel_sizes_reads_files_alone_and_in_groups(trained_seed_model, mnist_dir):
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_sizes.py"), "read", str(trained_seed_model),
-                          str(trained_seed_model), "--groups", "0", "0,1", "--views", "5", "--data-dir", str(mnist_dir)],
-                         capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+def test_kernel_sizes_reads_files_alone_and_in_groups(trained_seed_model, mnist_dir, tmp_path):
+    def read(cache):
+        return subprocess.run([sys.executable, str(REPO / "benchmarks" / "kernel_sizes.py"), "read",
+                               str(trained_seed_model), str(trained_seed_model), "--groups", "0", "0,1", "--views", "5",
+                               "--data-dir", str(mnist_dir), "--cache", str(cache)],
+                              capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+    out = read(tmp_path / "cache")
     alone = [line.split(": errors ")[1] for line in out[:2]]
-    assert alone[0] == alone[1] and alone[0].startswith("{'validation': ")
+    assert alone[0] == alone[1] and alone[0].startswith("{'validation': ") and ", loss {'validation': 0." in alone[0]
     # a group of one is the network, and two copies of one network average to that network
-    assert out[2].split(": errors ")[1].split(", accuracy")[0] == alone[0]
-    assert out[3].split(": errors ")[1] == out[2].split(": errors ")[1]
+    assert out[2].split(": errors ")[1] == out[3].split(": errors ")[1] == alone[0]
+    # the one file's probabilities were kept once, and read back they give the same lines
+    assert len(list((tmp_path / "cache").iterdir())) == 1 and read(tmp_path / "cache") == out

@@ -1,4 +1,5 @@
 """Ensembles: averaged probabilities, one model file, and every front end treating it as one model."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -228,10 +229,49 @@ def test_members_differ_in_seed_alone_and_share_the_validation_block(tmp_path):
     assert finished_member(path, Recipe(model="seed", fold=1).resolved()) is None
 
 
+def test_members_take_the_kernel_sizes_in_turn(tmp_path):
+    from sifir.ensembles import finished_member, member_path, member_recipes
+    from sifir.recipe import Recipe
+    members = member_recipes(Recipe(model="best", kernels=(3, 5)).resolved(), 5)
+    assert [(m.seed, m.kernels) for m in members] == [(0, (3,)), (1, (5,)), (2, (3,)), (3, (5,)), (4, (3,))]
+    assert [member_path(tmp_path / "e.npz", m).name for m in members[:2]] == ["seed-0.npz", "seed-1-k5.npz"]
+    # each member is the single run of its seed and kernel size
+    assert members[1].command() == "sifir train --model best --kernels 5 --seed 1"
+    assert members[2] == Recipe(model="best", seed=2).resolved()
+    # a 3×3 member saved before kernel sizes (no "kernels" in its recipe) is the 3×3 member
+    old = {k: v for k, v in members[0].options().items() if k != "kernels"}
+    path = io.save_model(tmp_path / "seed-0.npz", models.build("best"), {"recipe": old})
+    assert finished_member(path, members[0]) is not None
+    assert finished_member(path, dataclasses.replace(members[1], seed=0)) is None
+    # a file's recipe comes back from JSON with a list: still the same member
+    path = io.save_model(tmp_path / "seed-1-k5.npz", members[1].build_model(), {"recipe": members[1].options()})
+    assert finished_member(path, members[1]) is not None and finished_member(path, members[3]) is None
+
+
+def test_an_ensemble_of_two_kernel_sizes_trains_each_member_with_its_own(tmp_path, mnist_dir):
+    # cnn, one epoch on 5,000 training images: the other 55,000 are validation
+    out = tmp_path / "mix.npz"
+    result = train("--model", "cnn", "--kernels", "5", "3", "--ensemble", "2", "--epochs", "1", "--validation",
+                   "55000", "--data-dir", mnist_dir, "--out", out, "--quiet", state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ensemble: network 1 of 2 (seed 0, 5×5)" in result.stdout.splitlines()
+    # the second member trains on as many workers as the first: no thread left behind by the first
+    # (a progress bar's monitor) keeps this process from forking them
+    workers = [line for line in result.stdout.splitlines() if line.startswith("workers: ")]
+    assert len(workers) == 2 and workers[0] == workers[1] and "note:" not in result.stderr
+    model, info = io.load_model(out)
+    sizes = [[m.weight.data.shape[2] for m in member if isinstance(m, nn.Conv2d)] for member in model]
+    assert sizes == [[5, 5], [3, 3]] and [m["kernels"] for m in info["members"]] == [[5], [3]]
+    assert info["command"].startswith("sifir train --model cnn --kernels 5 3 ") and info["test_accuracy"] > 0.9
+    assert sorted(p.name for p in (tmp_path / "mix.members").iterdir()) == ["seed-0-k5.npz", "seed-1.npz"]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--ensemble", "0"], "--ensemble must be a whole number from 2 to 64"),
     (["--ensemble", "65"], "--ensemble must be a whole number from 2 to 64"),
     (["--ensemble", "2", "--checkpoint-dir", "ck"], "leave out --checkpoint-dir and --resume"),
+    (["--model", "cnn", "--kernels", "3", "5"], "--kernels 3 5 gives several kernel sizes"),
+    (["--kernels", "5"], "--kernels applies only to the models whose convolutions"),
 ])
 def test_bad_ensemble_options_are_refused_before_training(extra, message, tmp_path, mnist_dir):
     result = train("--model", "seed", "--data-dir", mnist_dir, "--out", tmp_path / "e.npz", *extra, state=tmp_path)

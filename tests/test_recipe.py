@@ -55,6 +55,9 @@ def test_limits_tighten_the_ranges():
     Recipe(model="cnn", dataset="fashion-mnist", epochs=3, augment="shift"),
     Recipe(model="seed", dataset="idx", data_dir="/data/my letters"),
     Recipe(model="seed", workers=3),
+    Recipe(model="best", kernels=(5,), seed=1),
+    Recipe(model="best", kernels=[3, 5, 7]),   # a list (as a page or a file sends it) reads back as a tuple
+    Recipe(model="cnn", kernels=(3,)),
 ])
 def test_the_command_line_builds_the_same_recipe(recipe):
     recipe = recipe.resolved()
@@ -138,6 +141,38 @@ def test_bad_custom_options_name_their_option(options, field):
     with pytest.raises(RecipeError) as e:
         Recipe(**options).resolved()
     assert e.value.field == field and "--" + field in str(e.value)
+
+
+@pytest.mark.parametrize("options", [
+    {"model": "seed", "kernels": (5,)}, {"model": "custom", "kernels": (3,)}, {"model": "fast", "kernels": (5,)},
+    {"model": "best", "kernels": (4,)}, {"model": "best", "kernels": (9,)}, {"model": "best", "kernels": ()},
+    {"model": "best", "kernels": (3,) * 9}, {"model": "best", "kernels": "5"}, {"model": "cnn", "kernels": (True,)},
+])
+def test_bad_kernel_sizes_are_refused(options):
+    with pytest.raises(RecipeError) as e:
+        Recipe(**options).resolved()
+    assert e.value.field == "kernels" and "--kernels" in str(e.value) and "--kernels" in e.value.render("tr")
+
+
+def test_kernel_sizes_build_the_network_and_default_to_the_presets():
+    best = Recipe(model="best").resolved()
+    assert best.kernels == (3,) and Recipe(model="seed").resolved().kernels is None
+    assert best.command() == Recipe(model="best", kernels=(3,)).resolved().command() == "sifir train --model best"
+    for model in ("cnn", "best"):
+        for k in models.KERNELS:
+            net = Recipe(model=model, kernels=(k,)).resolved().build_model()
+            convs = [m for m in net if type(m).__name__ == "Conv2d"]
+            assert convs and all(c.weight.data.shape[2:] == (k, k) and c.padding == (k // 2, k // 2) for c in convs)
+            x = np.zeros((2, 1, 28, 28), np.float32)
+            net.eval()
+            assert net(x).shape == (2, 10)
+    # 3×3 is the preset's network itself, draw for draw
+    from sifir import nn
+    nn.manual_seed(0)
+    a = models.build("best")
+    nn.manual_seed(0)
+    b = best.build_model()
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def test_limits_can_narrow_the_models_and_the_network():

@@ -70,8 +70,9 @@ def summary(model: nn.Module) -> str:
 def recipe_from_args(args) -> Recipe:
     """The command line's options as a checked recipe (unset ones take the preset's)."""
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if hasattr(args, f.name)}
-    if options.get("hidden") is not None:
-        options["hidden"] = tuple(options["hidden"])
+    for name in ("hidden", "kernels"):
+        if options.get(name) is not None:
+            options[name] = tuple(options[name])
     return Recipe(**options).resolved()
 
 
@@ -87,6 +88,8 @@ def cmd_train(args) -> int:
             raise SifirError(t("ensemble.size", value=args.ensemble, high=MAX_MEMBERS))
         if args.resume or args.checkpoint_dir:   # each finished member is kept instead
             raise SifirError(t("ensemble.no_checkpoints"))
+    elif recipe.kernels is not None and len(recipe.kernels) > 1:
+        raise SifirError(t("ensemble.kernels_need_ensemble", kernels=" ".join(map(str, recipe.kernels))))
 
     data = load_data(recipe)
     if args.ensemble is not None and args.ensemble != 1:
@@ -105,6 +108,13 @@ def _saved(args, path: Path, data) -> None:
         print(f"report written to {report_model_file(path, test=(data.test_x, data.test_y))}")
 
 
+def _member_name(member: Recipe) -> str:
+    """A member's seed, and its kernel size where that is not the preset's: "1, 5×5"."""
+    if member.kernel == member.preset.kernel:
+        return str(member.seed)
+    return f"{member.seed}, {member.kernel}×{member.kernel}"
+
+
 def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
     """``sifir train --ensemble K``: K members one after another (each on every core), then one
     model file; members already trained by the same recipe are read back, not trained again."""
@@ -120,11 +130,11 @@ def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:
             if info.get("views", 1) != member.views:   # its accuracy was read in other views: read it as kept now
                 accuracy, one_view = test_accuracies(model, data)
                 info = {**info, "views": member.views, "test_accuracy": accuracy, "one_view_test_accuracy": one_view}
-            print(t("ensemble.reused", i=i, k=k, seed=member.seed, path=path,
+            print(t("ensemble.reused", i=i, k=k, seed=_member_name(member), path=path,
                     accuracy=f"{info.get('test_accuracy') or 0:.2%}"), flush=True)
             members.append((path, model, info))
             continue
-        print(t("ensemble.member", i=i, k=k, seed=member.seed), flush=True)
+        print(t("ensemble.member", i=i, k=k, seed=_member_name(member)), flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         code, path, trained = _train_one(args, member, data, path)
         if code != 0:
@@ -462,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--average", type=int, metavar="K", help="when training ends, measure the mean of the "
                    "last K epochs' weights on the validation images and keep it if it scores higher than the best "
                    "epoch's weights (stochastic weight averaging); 0: off (preset's default)")
+    t.add_argument("--kernels", type=int, nargs="+", metavar="K", help="cnn and best: the convolutions' "
+                   "kernel size, K×K (3, 5 or 7; default 3); with --ensemble, several sizes that the networks "
+                   "take in turn (--kernels 3 5: 3×3, 5×5, 3×3, …), whose mistakes differ more than seeds' alone")
     t.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
     t.add_argument("--validation", type=int, default=5000, help="last N training images held out for validation")
     t.add_argument("--fold", type=int, default=0, help="hold out block FOLD of N images, counted from the end, "

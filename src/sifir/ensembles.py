@@ -1,7 +1,8 @@
 """K networks of one recipe, trained one after another and kept as one model (``nn.Ensemble``).
 
     member_recipes(recipe, k)        the K recipes: the same options (the same validation images
-                                     too), seeds S, S+1, …, S+K−1
+                                     too), seeds S, S+1, …, S+K−1, and the recipe's kernel sizes
+                                     taken in turn (--kernels 3 5: 3×3, 5×5, 3×3, …)
     member_path(out, recipe)         where a member is kept while the ensemble trains
     finished_member(path, recipe)    a member trained earlier by the very same recipe, or None
     ensemble_info(recipe, members, test_accuracy, facts)
@@ -10,15 +11,18 @@
 
 Different seeds start from different weights and see the batches in another order, so the
 members make partly different mistakes; averaging their probabilities (``nn.Ensemble``) cancels
-some of them. (Members that each hold out another validation block, and so together learn from
-every training image, were measured: the same test accuracy for ``best``, and the single runs of
-seeds S… could no longer be the members; docs/benchmarks.md.) Each member trains as ``sifir
+some of them. Members whose convolutions differ in size (``--kernels 3 5``) differ more: they see
+the digit through other windows (docs/benchmarks.md, "Other kernel sizes"). (Members that each
+hold out another validation block, and so together learn from every training image, were
+measured: the same test accuracy for ``best``, and the single runs of seeds S… could no longer
+be the members; docs/benchmarks.md.) Each member trains as ``sifir
 train`` trains one network, on every core; a member is saved as soon as it is done, so an
 interrupted ensemble resumes with the next member when the same command runs again.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from . import io
@@ -35,8 +39,12 @@ _SAME_NETWORK = ("data_dir", "workers", "views")
 
 
 def member_recipes(recipe: Recipe, k: int) -> list[Recipe]:
-    """The recipes of the K members: ``recipe`` with seeds recipe.seed … recipe.seed + k − 1."""
-    return [dataclasses.replace(recipe, seed=recipe.seed + i) for i in range(k)]
+    """The recipes of the K members: ``recipe`` with seeds recipe.seed … recipe.seed + k − 1, member
+    i built with kernel size ``recipe.kernels[i % len(kernels)]``. A member's recipe is the one a
+    single ``sifir train`` of that seed and kernel size runs."""
+    def kernels(i: int):
+        return None if recipe.kernels is None else (recipe.kernels[i % len(recipe.kernels)],)
+    return [dataclasses.replace(recipe, seed=recipe.seed + i, kernels=kernels(i)) for i in range(k)]
 
 
 def members_folder(out) -> Path:
@@ -46,7 +54,9 @@ def members_folder(out) -> Path:
 
 
 def member_path(out, recipe: Recipe) -> Path:
-    return members_folder(out) / f"seed-{recipe.seed}.npz"
+    """``seed-S.npz`` in the members folder; ``seed-S-kK.npz`` for a kernel size not the preset's."""
+    kernel = "" if recipe.kernel == recipe.preset.kernel else f"-k{recipe.kernel}"
+    return members_folder(out) / f"seed-{recipe.seed}{kernel}.npz"
 
 
 def _network_options(recipe_options: dict) -> dict:
@@ -66,8 +76,10 @@ def finished_member(path, recipe: Recipe):
     options = info.get("recipe")
     if not isinstance(options, dict):
         return None
-    options = {"fold": 0, **options}   # a file from before folds held out the last block
-    if _network_options(options) != _network_options(recipe.options()):
+    # a file from before folds held out the last block; one from before kernel sizes has the preset's
+    kernel = recipe.preset.kernel
+    options = {"fold": 0, "kernels": None if kernel is None else [kernel], **options}
+    if _network_options(options) != _network_options(json.loads(json.dumps(recipe.options()))):
         return None
     return model, info
 
@@ -83,7 +95,8 @@ def ensemble_info(recipe: Recipe, members: list[tuple[Path, dict]], test_accurac
             "batch_size": recipe.batch_size, "schedule": recipe.schedule, "augment": recipe.augment,
             "views": recipe.views, "test_accuracy": test_accuracy, "recipe": recipe.options(),
             "command": f"{recipe.command()} --ensemble {k}",
-            "members": [{"seed": info.get("seed"), "file": str(path), "epochs": info.get("epochs"),
+            "members": [{"seed": info.get("seed"), "kernels": (info.get("recipe") or {}).get("kernels"),
+                         "file": str(path), "epochs": info.get("epochs"),
                          "best_epoch": info.get("best_epoch"), "test_accuracy": info.get("test_accuracy")}
                         for path, info in members],
             **facts.info()}

@@ -37,6 +37,8 @@ class Preset:
     augment: str | None = None
     views: int = 1                  # test-time views the kept model reads each input in (nn.Views)
     average: int = 0                # K ≥ 2: keep the last K epochs' mean weights when better (sifir.average)
+    kernel: int | None = None       # the convolutions' kernel size, where build(classes, kernel=k) takes
+                                    # one (`--kernels` changes it); None: the builder has no such choice
     extra: dict = field(default_factory=dict)
     recipes: dict = field(default_factory=dict)   # data set name -> the options that differ there
 
@@ -68,12 +70,20 @@ def mlp(classes: int = CLASSES) -> nn.Sequential:
     )
 
 
-def _pooled_stage(cin: int, cout: int) -> list[nn.Module]:
-    """3×3 convolution (no bias), then 2×2 max-pooling, BatchNorm and ReLU: halves H and W."""
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU()]
+KERNELS = (3, 5, 7)   # the kernel sizes `cnn` and `best` can be built with (odd: padding k//2 keeps H, W)
 
 
-def cnn(classes: int = CLASSES) -> nn.Sequential:
+def _conv(cin: int, cout: int, kernel: int) -> nn.Conv2d:
+    """A k×k convolution without bias, padded by k//2 so the maps keep their size."""
+    return nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
+
+
+def _pooled_stage(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
+    """k×k convolution (no bias), then 2×2 max-pooling, BatchNorm and ReLU: halves H and W."""
+    return [_conv(cin, cout, kernel), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def cnn(classes: int = CLASSES, kernel: int = 3) -> nn.Sequential:
     """Two convolution stages and a small classifier. Each stage pools *before* BatchNorm and
     ReLU (the usual order is conv → BN → ReLU → pool): max-pooling commutes with ReLU and with
     any increasing per-channel affine map (BatchNorm is one while its γ stays positive), so
@@ -81,25 +91,28 @@ def cnn(classes: int = CLASSES) -> nn.Sequential:
     quarter of the numbers. In NumPy that matters: element-wise passes over the 32×28×28 maps
     otherwise cost as much as the convolutions.
     The convolutions have no bias: the BatchNorm after them subtracts each channel's mean, so a
-    bias would cancel out (BatchNorm's β plays its part)."""
+    bias would cancel out (BatchNorm's β plays its part). ``kernel``: the convolutions' size
+    (3×3 unless ``--kernels`` says otherwise)."""
     return nn.Sequential(
-        *_pooled_stage(1, 32),    # 32×14×14
-        *_pooled_stage(32, 64),   # 64×7×7
+        *_pooled_stage(1, 32, kernel),    # 32×14×14
+        *_pooled_stage(32, 64, kernel),   # 64×7×7
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
         nn.Linear(128, classes),
     )
 
 
-def best(classes: int = CLASSES, width: int = 128) -> nn.Sequential:
+def best(classes: int = CLASSES, width: int = 128, kernel: int = 3) -> nn.Sequential:
     """``cnn`` with a third convolution at 7×7 (cheap there: 49 positions per image) and
     BatchNorm in the classifier too; trained longer, on affine + elastic augmentation, with
     label smoothing. ``width``: the third convolution's channels (256 was measured and gave
-    nothing for a quarter more time: docs/benchmarks.md, "A wider third stage")."""
+    nothing for a quarter more time: docs/benchmarks.md, "A wider third stage"). ``kernel``: every
+    convolution's size (3×3; an ensemble that mixes in 5×5 networks makes fewer mistakes:
+    docs/benchmarks.md, "Other kernel sizes")."""
     return nn.Sequential(
-        *_pooled_stage(1, 32),    # 32×14×14
-        *_pooled_stage(32, 64),   # 64×7×7
-        nn.Conv2d(64, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),             # width×7×7
+        *_pooled_stage(1, 32, kernel),    # 32×14×14
+        *_pooled_stage(32, 64, kernel),   # 64×7×7
+        _conv(64, width, kernel), nn.BatchNorm2d(width), nn.ReLU(),             # width×7×7
         nn.Flatten(),
         nn.Linear(width * 7 * 7, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.3),
         nn.Linear(128, classes),
@@ -133,7 +146,7 @@ PRESETS: dict[str, Preset] = {
                   recipes={"fashion-mnist": dict(epochs=20)}),
     "cnn": Preset(cnn, "conv 32 → pool → BN → conv 64 → pool → BN → 128 → 10, AdamW, one-cycle, shifts",
                   optimizer="adamw", lr=3e-3, batch_size=128, epochs=5, weight_decay=1e-4,
-                  schedule="onecycle", augment="shift",
+                  schedule="onecycle", augment="shift", kernel=3,
                   # clothes: mirrored garments are still garments; whole-pixel shifts (docs/datasets.md).
                   # The kept network reads each picture and its mirror, each as it is and moved one
                   # pixel four ways: of 1, 5, 9, 10 and 18 views, 10 read the most validation images
@@ -142,7 +155,7 @@ PRESETS: dict[str, Preset] = {
     "best": Preset(best, "conv 32 → pool → conv 64 → pool → conv 128 → 128 → 10 with BN and dropout, AdamW, "
                    "one-cycle, label smoothing, affine + elastic augmentation",
                    optimizer="adamw", lr=3e-3, batch_size=128, epochs=20, weight_decay=1e-4,
-                   schedule="onecycle", label_smoothing=0.1, augment="elastic",
+                   schedule="onecycle", label_smoothing=0.1, augment="elastic", kernel=3,
                    # the kept network reads each digit as it is and moved one pixel eight ways, each
                    # of the nine also turned by ±6°, and the digit 8 % smaller and larger: of 9, 11,
                    # 13, 27 and 29 views, 29 read the most validation images right, seeds 0-4

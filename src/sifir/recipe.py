@@ -38,6 +38,7 @@ from .nn.views import VIEW_SETS
 # 1: the image alone; 5: and its one-pixel moves; 9: and the diagonals; 10, 18: 5, 9 and their
 # mirrors; 27: 9, each also turned by ±6°; 29: 27 and the image 8 % smaller and larger
 VIEWS = tuple(sorted(VIEW_SETS))
+MAX_KERNELS = 8   # kernel sizes an ensemble's members take in turn
 
 
 class RecipeError(SifirError):
@@ -101,6 +102,8 @@ class Recipe:
     views: int | None = None       # the kept model reads each input in this many views (VIEWS, nn.Views)
     average: int | None = None     # K ≥ 2: the mean of the last K epochs' weights is kept when it
                                    # scores higher on validation (0 or 1: off; sifir.average)
+    kernels: tuple[int, ...] | None = None   # the convolutions' kernel size (cnn, best; None: the
+                                   # preset's 3); several: an ensemble's members take them in turn
     patience: int | None = None
     validation: int = 5000
     fold: int = 0                  # which block of `validation` training images is held out: 0 the
@@ -135,16 +138,44 @@ class Recipe:
             for name in ("hidden", "activation"):
                 if getattr(self, name) is not None:
                     raise RecipeError(name, "custom_only", option=_label(name), custom=models.CUSTOM)
+        filled["kernels"] = self._kernels(preset)
         recipe = dataclasses.replace(self, **filled)
         recipe._check(limits)
         if recipe.hidden is not None:
             recipe = dataclasses.replace(recipe, hidden=tuple(int(h) for h in recipe.hidden))
         return recipe
 
+    def _kernels(self, preset: models.Preset) -> tuple[int, ...] | None:
+        """``kernels`` checked, as a tuple (a page or a file sends a list): the preset's one size when
+        unset; None for a network without a choice of kernel (and refused when set there)."""
+        if preset.kernel is None or self.model == models.CUSTOM:
+            if self.kernels is not None:
+                with_kernels = ", ".join(name for name, p in models.PRESETS.items() if p.kernel is not None)
+                raise RecipeError("kernels", "kernels_not_here", option=_label("kernels"), name=self.model,
+                                  models=with_kernels)
+            return None
+        if self.kernels is None:
+            return (preset.kernel,)
+        if not isinstance(self.kernels, (list, tuple)) or not 1 <= len(self.kernels) <= MAX_KERNELS:
+            raise RecipeError("kernels", "kernels_count", option=_label("kernels"), high=MAX_KERNELS,
+                              value=_short(self.kernels))
+        for k in self.kernels:
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k not in models.KERNELS:
+                raise RecipeError("kernels", "choice", option=_label("kernels"),
+                                  choices=", ".join(map(str, models.KERNELS)), value=_short(k))
+        return tuple(int(k) for k in self.kernels)
+
+    @property
+    def kernel(self) -> int | None:
+        """The kernel size one network of this recipe is built with (the first of ``kernels``)."""
+        return self.kernels[0] if self.kernels else None
+
     def build_model(self, classes: int = models.CLASSES) -> nn.Module:
         """The untrained network of this (resolved) recipe, with ``classes`` outputs."""
         if self.model == models.CUSTOM:
             return models.custom_mlp(self.hidden, self.activation, classes)
+        if self.kernel is not None:
+            return self.preset.build(classes, kernel=self.kernel)
         return self.preset.build(classes)
 
     def _check(self, limits: Limits) -> None:
@@ -187,9 +218,11 @@ class Recipe:
         if self.model == models.CUSTOM:   # the architecture itself: always said
             parts += ["--hidden", *map(str, self.hidden), "--activation", self.activation]
         preset = self.preset
+        if self.kernels is not None and tuple(self.kernels) != (preset.kernel,):
+            parts += ["--kernels", *map(str, self.kernels)]
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("model", "data_dir", "hidden", "activation") or value is None:
+            if f.name in ("model", "data_dir", "hidden", "activation", "kernels") or value is None:
                 continue
             default = getattr(preset, f.name, f.default) if f.name in PRESET_FIELDS else f.default
             if f.name == "augment":
