@@ -14,7 +14,7 @@ validation images (to choose on) and the test images.
     python benchmarks/kernel_sizes.py read best-s0.npz … --groups 0,1,2,3,4 0,1,2,3,5 --data-dir ../shared/mnist \
         --cache probs/
 
-Training took 27–29 minutes for k = 5 on a 2-core machine (about twice `best`'s 13: its two larger
+Training took 27–32 minutes for k = 5 on a 2-core machine (about twice `best`'s 13: its two larger
 convolutions do 25/9 of the multiply-adds); reading about 1.7 minutes per network in 29 views, the
 first time (`--cache` keeps the probabilities for the next).
 """
@@ -57,9 +57,9 @@ def read(argv) -> int:
 
 
 def _scores(probs: dict, sets: dict) -> str:
-    """Errors, accuracy, and the loss (mean −log of the true class's probability) per set. The loss
-    ranks models that make about as few errors: 14 errors in 5,000 images rank nothing, while the
-    probability given to every image's true class moves with every image."""
+    """Errors, accuracy, and the loss (mean −log of the true class's probability) per set. 14 errors
+    in 5,000 images rank little, while the loss moves with every image; but with label smoothing it
+    measures how sure the networks are as much as what they get wrong (docs/benchmarks.md)."""
     errors = {name: int(np.sum(probs[name].argmax(1) != y)) for name, (_, y) in sets.items()}
     accuracy = {name: f"{1 - e / len(sets[name][1]):.2%}" for name, e in errors.items()}
     loss = {name: round(float(-np.mean(np.log(np.maximum(probs[name][np.arange(len(y)), y], 1e-12)))), 5)

@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     for preset, seed, k in plan if not args.report_only else []:
         ensemble_tag = "".join("-" + a.lstrip("-") for a in ensemble_extra)   # -x5-kernels-3-5
         name = f"{preset}{'-' + tag if tag else ''}-s{seed}" + (f"-x{k}{ensemble_tag}" if k else "")
-        argv = command(preset, seed, models / f"{name}.npz", extra + (["--ensemble", str(k), *ensemble_extra] if k else []))
+        options = extra + (["--ensemble", str(k), *ensemble_extra] if k else [])
+        argv = command(preset, seed, models / f"{name}.npz", options)
         if shlex.join(argv) in done:
             continue
         if k:   # the single runs of its seeds are its first members (where it would train the same)

@@ -246,6 +246,10 @@ def test_members_take_the_kernel_sizes_in_turn(tmp_path):
     # a file's recipe comes back from JSON with a list: still the same member
     path = io.save_model(tmp_path / "seed-1-k5.npz", members[1].build_model(), {"recipe": members[1].options()})
     assert finished_member(path, members[1]) is not None and finished_member(path, members[3]) is None
+    # so do a custom MLP's widths: its members are found again too
+    custom = Recipe(model="custom", hidden=(8, 4)).resolved()
+    path = io.save_model(tmp_path / "custom.npz", custom.build_model(), {"recipe": custom.options()})
+    assert finished_member(path, custom) is not None
 
 
 def test_an_ensemble_of_two_kernel_sizes_trains_each_member_with_its_own(tmp_path, mnist_dir):
