@@ -174,6 +174,7 @@ def main(argv=None) -> int:
     models.mkdir(parents=True, exist_ok=True)
     done = {r["command"] for r in results["runs"]}
     tag = "-".join(a.lstrip("-") for a in extra).replace("/", "_")
+    ensemble_tag = "".join("-" + a.lstrip("-") for a in ensemble_extra)   # -x5-kernels-3-5
 
     plan = []
     for preset in presets:
@@ -187,7 +188,6 @@ def main(argv=None) -> int:
                   f"(one view {run['one_view_test_accuracy']:.2%})", flush=True)
             path.write_text(json.dumps(results, indent=1))
     for preset, seed, k in plan if not args.report_only else []:
-        ensemble_tag = "".join("-" + a.lstrip("-") for a in ensemble_extra)   # -x5-kernels-3-5
         name = f"{preset}{'-' + tag if tag else ''}-s{seed}" + (f"-x{k}{ensemble_tag}" if k else "")
         options = extra + (["--ensemble", str(k), *ensemble_extra] if k else [])
         argv = command(preset, seed, models / f"{name}.npz", options)

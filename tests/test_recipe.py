@@ -6,7 +6,7 @@ import shlex
 import numpy as np
 import pytest
 
-from sifir import cli, models, optim
+from sifir import cli, models, nn, optim
 from sifir.recipe import Limits, Recipe, RecipeError, build_run
 
 
@@ -161,13 +161,12 @@ def test_kernel_sizes_build_the_network_and_default_to_the_presets():
     for model in ("cnn", "best"):
         for k in models.KERNELS:
             net = Recipe(model=model, kernels=(k,)).resolved().build_model()
-            convs = [m for m in net if type(m).__name__ == "Conv2d"]
+            convs = [m for m in net if isinstance(m, nn.Conv2d)]
             assert convs and all(c.weight.data.shape[2:] == (k, k) and c.padding == (k // 2, k // 2) for c in convs)
             x = np.zeros((2, 1, 28, 28), np.float32)
             net.eval()
             assert net(x).shape == (2, 10)
     # 3×3 is the preset's network itself, draw for draw
-    from sifir import nn
     nn.manual_seed(0)
     a = models.build("best")
     nn.manual_seed(0)

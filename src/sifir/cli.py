@@ -110,9 +110,9 @@ def _saved(args, path: Path, data) -> None:
 
 def _member_name(member: Recipe) -> str:
     """A member's seed, and its kernel size where that is not the preset's: "1, 5×5"."""
-    if member.kernel == member.preset.kernel:
-        return str(member.seed)
-    return f"{member.seed}, {member.kernel}×{member.kernel}"
+    from .ensembles import other_kernel
+    kernel = other_kernel(member)
+    return str(member.seed) if kernel is None else f"{member.seed}, {kernel}×{kernel}"
 
 
 def _train_ensemble(args, recipe: Recipe, data, out: Path) -> int:

@@ -3,6 +3,7 @@
     member_recipes(recipe, k)        the K recipes: the same options (the same validation images
                                      too), seeds S, S+1, …, S+K−1, and the recipe's kernel sizes
                                      taken in turn (--kernels 3 5: 3×3, 5×5, 3×3, …)
+    other_kernel(recipe)             a member's kernel size where it is not the preset's, else None
     member_path(out, recipe)         where a member is kept while the ensemble trains
     finished_member(path, recipe)    a member trained earlier by the very same recipe, or None
     ensemble_info(recipe, members, test_accuracy, facts)
@@ -15,9 +16,9 @@ some of them. Members whose convolutions differ in size (``--kernels 3 5``) diff
 the digit through other windows (docs/benchmarks.md, "Other kernel sizes"). (Members that each
 hold out another validation block, and so together learn from every training image, were
 measured: the same test accuracy for ``best``, and the single runs of seeds S… could no longer
-be the members; docs/benchmarks.md.) Each member trains as ``sifir
-train`` trains one network, on every core; a member is saved as soon as it is done, so an
-interrupted ensemble resumes with the next member when the same command runs again.
+be the members; docs/benchmarks.md.) Each member trains as ``sifir train`` trains one network,
+on every core; a member is saved as soon as it is done, so an interrupted ensemble resumes with
+the next member when the same command runs again.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from .data.inputs import DataFacts
 from .errors import ModelFileError
 from .recipe import Recipe
 
-__all__ = ["MAX_MEMBERS", "member_recipes", "member_path", "members_folder", "finished_member", "ensemble_info"]
+__all__ = ["MAX_MEMBERS", "member_recipes", "other_kernel", "member_path", "members_folder", "finished_member",
+           "ensemble_info"]
 
 MAX_MEMBERS = 64   # an ensemble is read by every prediction: far beyond this nothing is gained
 # A member trained with another --data-dir or number of workers is still the same network; so is
@@ -53,10 +55,15 @@ def members_folder(out) -> Path:
     return out.with_name(out.stem + ".members")
 
 
+def other_kernel(recipe: Recipe) -> int | None:
+    """A member's kernel size where it is not its preset's (5 of ``--kernels 3 5``), else None."""
+    return None if recipe.kernel == recipe.preset.kernel else recipe.kernel
+
+
 def member_path(out, recipe: Recipe) -> Path:
     """``seed-S.npz`` in the members folder; ``seed-S-kK.npz`` for a kernel size not the preset's."""
-    kernel = "" if recipe.kernel == recipe.preset.kernel else f"-k{recipe.kernel}"
-    return members_folder(out) / f"seed-{recipe.seed}{kernel}.npz"
+    kernel = other_kernel(recipe)
+    return members_folder(out) / f"seed-{recipe.seed}{'' if kernel is None else f'-k{kernel}'}.npz"
 
 
 def _network_options(recipe_options: dict) -> dict:

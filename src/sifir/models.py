@@ -107,7 +107,7 @@ def best(classes: int = CLASSES, width: int = 128, kernel: int = 3) -> nn.Sequen
     BatchNorm in the classifier too; trained longer, on affine + elastic augmentation, with
     label smoothing. ``width``: the third convolution's channels (256 was measured and gave
     nothing for a quarter more time: docs/benchmarks.md, "A wider third stage"). ``kernel``: every
-    convolution's size (3×3; an ensemble that mixes in 5×5 networks makes fewer mistakes:
+    convolution's size (3×3 unless ``--kernels`` says otherwise; 5×5 members in an ensemble:
     docs/benchmarks.md, "Other kernel sizes")."""
     return nn.Sequential(
         *_pooled_stage(1, 32, kernel),    # 32×14×14

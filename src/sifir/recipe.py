@@ -148,7 +148,7 @@ class Recipe:
     def _kernels(self, preset: models.Preset) -> tuple[int, ...] | None:
         """``kernels`` checked, as a tuple (a page or a file sends a list): the preset's one size when
         unset; None for a network without a choice of kernel (and refused when set there)."""
-        if preset.kernel is None or self.model == models.CUSTOM:
+        if preset.kernel is None:   # the MLPs, fast and custom
             if self.kernels is not None:
                 with_kernels = ", ".join(name for name, p in models.PRESETS.items() if p.kernel is not None)
                 raise RecipeError("kernels", "kernels_not_here", option=_label("kernels"), name=self.model,
