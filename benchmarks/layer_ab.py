@@ -4,10 +4,12 @@
 The other version is a copy of a ``sifir`` package folder, imported as ``sifir_before`` (as in
 before_after.py). Both build the same network from the same seed; every round runs one training
 step (or, with --eval, one inference batch) of each version, in alternating order, timing every
-layer's forward and backward. Printed: each part's fastest time for both and their ratio.
+layer's forward and backward and the optimizer's step (Adam, lr 1e-3). Printed: each part's
+fastest time for both and their ratio.
 
     mkdir -p /tmp/before && cp -r src/sifir /tmp/before/ && git show REV:src/sifir/nn/conv.py > /tmp/before/sifir/nn/conv.py
     python benchmarks/layer_ab.py /tmp/before/sifir --model cnn --batch 64 --clock cpu
+    python benchmarks/layer_ab.py /tmp/before/sifir --model mlp800 --rounds 300
 
 ``--clock cpu`` times with the process's CPU time (one BLAS thread): on a machine shared with
 other work it leaves out the time this process waited for a core, which wall-clock minima still
@@ -25,19 +27,24 @@ from pathlib import Path
 import numpy as np
 
 from before_after import import_copy, lenet5
+from layer_times import MLP_ROWS
 
 
 def build(pkg, name: str):
-    """The network ``name`` (lenet5 or a preset) from package ``pkg``, seeded."""
+    """The network ``name`` (lenet5, mlp128, mlp800 or a preset) from package ``pkg``, seeded."""
     pkg.nn.manual_seed(0)
     if name == "lenet5":
         return lenet5(pkg.nn)
+    if name in MLP_ROWS:   # bench.py's MLP rows
+        nn = pkg.nn
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, MLP_ROWS[name]), nn.ReLU(), nn.Linear(MLP_ROWS[name], 10))
     return pkg.models.PRESETS[name].build()
 
 
 def time_versions(models: dict, x, y, rounds: int, evaluate: bool, clock) -> dict:
     """{version: {part: [seconds per round]}}; versions alternate which goes first."""
     times = {name: {} for name in models}
+    optimizers = {name: pkg.optim.Adam(model.parameters(), lr=1e-3) for name, (model, pkg) in models.items()}
     for r in range(rounds + 2):                  # two untimed rounds first
         for name in (list(models) if r % 2 else list(models)[::-1]):
             model, pkg = models[name]
@@ -56,18 +63,23 @@ def time_versions(models: dict, x, y, rounds: int, evaluate: bool, clock) -> dic
             g = loss.backward()
             for p in model.parameters():
                 p.grad = None
-            for i in range(len(layers) - 1, -1, -1):
+            stop = next(i for i, layer in enumerate(layers) if layer.parameters())   # as Sequential.backward
+            for i in range(len(layers) - 1, stop - 1, -1):
                 t = clock()
-                g = layers[i].backward(g, need_input_grad=i > 0)
+                g = layers[i].backward(g, need_input_grad=i > stop)
                 if r >= 2:
                     times[name].setdefault(f"{i:2d} {type(layers[i]).__name__} backward", []).append(clock() - t)
+            t = clock()
+            optimizers[name].step()
+            if r >= 2:
+                times[name].setdefault("optimizer step", []).append(clock() - t)
     return times
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("before", type=Path, help="folder of the other sifir package (the one holding __init__.py)")
-    p.add_argument("--model", default="cnn", help="lenet5 or a preset")
+    p.add_argument("--model", default="cnn", help="lenet5, mlp128, mlp800 or a preset")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--eval", action="store_true", help="inference (eval mode, forward only) instead of training")

@@ -217,16 +217,38 @@ def test_weight_ema_averages_ride_along_without_changing_training():
     assert state == {"0.weight": 3, "0.bias": 2}
 
 
-@pytest.mark.parametrize("extra", [[], ["--eval"]])
-def test_layer_ab_compares_two_copies_layer_by_layer(extra):
+@pytest.mark.parametrize("model, extra, count", [("lenet5", [], 25), ("lenet5", ["--eval"], 12), ("mlp128", [], 8)])
+def test_layer_ab_compares_two_copies_layer_by_layer(model, extra, count):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layer_ab.py"), str(REPO / "src" / "sifir"),
-                          "--model", "lenet5", "--batch", "8", "--rounds", "2", *extra],
+                          "--model", model, "--batch", "8", "--rounds", "2", *extra],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     lines = out.strip().splitlines()
     assert ("inference" if extra else "training") in lines[0]
     parts = lines[1:-1]
-    assert len(parts) == (12 if extra else 24)          # every layer's forward (and backward)
+    # every layer's forward; in training the backward of each from the last to the first that learns
+    # (an MLP's Flatten has none, as in Sequential.backward) and the optimizer's step
+    assert len(parts) == count
     assert all("after/before" in line for line in parts) and lines[-1].startswith("sum of the fastest")
+    assert ("optimizer step" in parts[-1]) == (not extra)
+    assert not any("Flatten backward" in line for line in parts) or model == "lenet5"
+
+
+def test_sides_and_blocks_times_both_products_and_every_block_size():
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sides_and_blocks.py"), "--rounds", "1",
+                          "--networks", "fast"], capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.strip().splitlines()
+    products = [line for line in lines if line.strip().startswith("n ")]
+    assert len(products) == 8 and all(float(line.split()[-1]) > 0 for line in products)
+    adam = [line for line in lines if line.startswith("Adam step, fast")]
+    assert len(adam) == 1 and adam[0].count("blocks of") == 5
+
+
+def test_sides_and_blocks_leaves_the_block_size_as_it_was():
+    import sides_and_blocks
+    from sifir import optim
+    before = optim.BLOCK
+    sides_and_blocks.adam_blocks("fast", rounds=1)
+    assert optim.BLOCK == before
 
 
 def test_workers_ab_compares_one_worker_with_every_core(mnist_dir):

@@ -35,6 +35,7 @@ CASES = [  # (fast layer, input shape): every layer the fast path changes, in it
     (lambda: affine(nn.BatchNorm2d(3)), (4, 3, 5, 6)),
     (lambda: affine(nn.BatchNorm1d(5)), (6, 5)),
     (lambda: nn.Linear(7, 4), (5, 7)),
+    (lambda: nn.Linear(7, 9), (5, 7)),     # a batch narrower than the layer: computed as (W·xᵀ)ᵀ
     (lambda: nn.Flatten(), (2, 3, 4, 5)),
 ]
 IDS = [f"{make().__class__.__name__}-{shape}" for make, shape in CASES]
