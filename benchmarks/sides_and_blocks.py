@@ -70,18 +70,18 @@ def adam_blocks(name: str, rounds: int) -> None:
     params = model.parameters()
     for p in params:
         p.grad = rng.standard_normal(p.data.shape).astype(p.data.dtype)
-    original = optim.BLOCK
-    steppers = {}
-    for block in BLOCKS:
-        optim.BLOCK = block                         # the scratch buffers are sized at construction
-        opt = make(params, lr=1e-9)                 # a tiny step: the weights barely move
-
-        def step(opt=opt, block=block):
-            optim.BLOCK = block
-            opt.step()
-        steppers[block] = step
     size = sum(p.data.size for p in params)
+    original = optim.BLOCK
     try:
+        steppers = {}
+        for block in BLOCKS:
+            optim.BLOCK = block                     # the scratch buffers are sized at construction
+            opt = make(params, lr=1e-9)             # a tiny step: the weights barely move
+
+            def step(opt=opt, block=block):
+                optim.BLOCK = block
+                opt.step()
+            steppers[block] = step
         t = interleaved(steppers, rounds, 10 if size < 5_000_000 else 1)
     finally:
         optim.BLOCK = original

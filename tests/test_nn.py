@@ -25,6 +25,17 @@ def test_linear_gradients(shape):
     assert set(errors) == {"input", "weight", "bias"}
 
 
+@pytest.mark.parametrize("n", [3, 8, 20])
+def test_linear_puts_the_longer_side_of_its_output_first(n):
+    # 3 or 8 images into 8 units: computed as (W·xᵀ)ᵀ, y transposed in memory; 20 images: as x·Wᵀ
+    layer = nn.Linear(5, 8)
+    x = rand(n, 5).astype(np.float32)
+    y = layer(x)
+    np.testing.assert_allclose(y, x @ layer.weight.data.T + layer.bias.data, rtol=1e-6, atol=1e-6)
+    narrow = n < layer.out_features
+    assert y.flags.f_contiguous == narrow and y.flags.c_contiguous == (not narrow)
+
+
 def test_linear_without_bias():
     errors = gradcheck(nn.Linear(5, 3, bias=False), rand(4, 5))
     assert set(errors) == {"input", "weight"} and max(errors.values()) < TOL
