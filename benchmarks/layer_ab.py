@@ -36,8 +36,7 @@ def build(pkg, name: str):
     if name == "lenet5":
         return lenet5(pkg.nn)
     if name in MLP_ROWS:   # bench.py's MLP rows
-        nn = pkg.nn
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, MLP_ROWS[name]), nn.ReLU(), nn.Linear(MLP_ROWS[name], 10))
+        return pkg.models.custom_mlp((MLP_ROWS[name],))
     return pkg.models.PRESETS[name].build()
 
 

@@ -58,15 +58,11 @@ def adam_blocks(name: str, rounds: int) -> None:
     rng = np.random.default_rng(0)
     nn.manual_seed(0)
     if name in ("mlp800", "big"):
-        hidden = [800] if name == "mlp800" else [4096, 4096]
-        layers = [nn.Flatten()]
-        for a, b in zip([784, *hidden], hidden):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        model = nn.Sequential(*layers, nn.Linear(hidden[-1], 10))
+        model = models.custom_mlp((800,) if name == "mlp800" else (4096, 4096))
         make = optim.Adam
     else:
         model = models.PRESETS[name].build()
-        make = optim.AdamW if models.PRESETS[name].optimizer == "adamw" else optim.Adam
+        make = optim.OPTIMIZERS[models.PRESETS[name].optimizer]
     params = model.parameters()
     for p in params:
         p.grad = rng.standard_normal(p.data.shape).astype(p.data.dtype)

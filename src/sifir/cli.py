@@ -70,9 +70,8 @@ def summary(model: nn.Module) -> str:
 def recipe_from_args(args) -> Recipe:
     """The command line's options as a checked recipe (unset ones take the preset's)."""
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if hasattr(args, f.name)}
-    for name in ("hidden", "kernels"):
-        if options.get(name) is not None:
-            options[name] = tuple(options[name])
+    if options.get("hidden") is not None:
+        options["hidden"] = tuple(options["hidden"])
     return Recipe(**options).resolved()
 
 
