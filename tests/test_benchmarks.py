@@ -252,6 +252,38 @@ def test_sides_and_blocks_leaves_the_block_size_as_it_was():
     assert optim.BLOCK == before
 
 
+@pytest.mark.parametrize("network", ["fast", "cnn"])   # Adam, and AdamW with its decay pass
+def test_adam_passes_are_the_optimizers_own_update(network):
+    # The passes the script times must be the optimizer's: a step made of them gives the same
+    # weights and moments as Adam.step, bit for bit.
+    import adam_passes
+    ours, opt = adam_passes.build(network)
+    theirs, ref = adam_passes.build(network)
+    adam_passes.step_by_passes(opt)
+    ref.step()
+    assert opt.step_count == ref.step_count == 2
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert np.array_equal(a.data, b.data)
+        assert np.array_equal(opt.exp_sum[i], ref.exp_sum[i]) and np.array_equal(opt.exp_sum_sq[i], ref.exp_sum_sq[i])
+    assert any(not np.array_equal(a.data, b) for a, b in zip(ours, [p.data for p in adam_passes.build(network)[0]]))
+
+
+def test_adam_passes_times_every_pass_and_leaves_the_state_as_it_was():
+    import adam_passes
+    params, opt = adam_passes.build("fast")
+    before = [p.data.copy() for p in params] + [m.copy() for m in opt.exp_sum + opt.exp_sum_sq]
+    each, whole = adam_passes.timed_passes(params, opt, rounds=2)
+    assert list(each) == [name for name, _ in adam_passes.passes(opt)] and len(each) == 10
+    assert min(each.values()) > 0 and whole > 0 and opt.step_count == 1
+    after = [p.data for p in params] + opt.exp_sum + opt.exp_sum_sq
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "adam_passes.py"), "--network", "fast",
+                          "--rounds", "1"], capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("Adam, fast (212,730 parameters)") and len(lines) == 13
+    assert "√V" in out and lines[-1].split()[:3] == ["the", "whole", "step"]
+
+
 def test_workers_ab_compares_one_worker_with_every_core(mnist_dir):
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "workers_ab.py"), "--images", "2000",
                           "--rounds", "1", "--data-dir", str(mnist_dir)],
