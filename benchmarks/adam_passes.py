@@ -23,23 +23,15 @@ from typing import Callable
 
 import numpy as np
 
-from sifir import models, nn, optim
+from sifir import models, optim
+from sides_and_blocks import network_with_gradients
 
 
 def build(network: str, seed: int = 0):
     """(parameters with random gradients, an Adam or AdamW over them that has taken a step)."""
-    nn.manual_seed(seed)
-    if network == "mlp800":
-        model, make = models.custom_mlp([800]), optim.Adam
-    else:
-        preset = models.PRESETS[network]
-        model, make = preset.build(), optim.OPTIMIZERS[preset.optimizer]
+    params, make = network_with_gradients(network, seed)
     if not issubclass(make, optim.Adam):
         raise SystemExit(f"{network} trains with {make.__name__}, not Adam")
-    params = model.parameters()
-    rng = np.random.default_rng(seed)
-    for p in params:
-        p.grad = rng.standard_normal(p.data.shape).astype(p.data.dtype)
     opt = make(params)
     opt.step()                                  # moments that are not all zeros
     return params, opt

@@ -54,9 +54,10 @@ def product_sides(rounds: int) -> None:
               f"   {t['wx'] / t['xw']:5.2f}")
 
 
-def adam_blocks(name: str, rounds: int) -> None:
-    rng = np.random.default_rng(0)
-    nn.manual_seed(0)
+def network_with_gradients(name: str, seed: int = 0):
+    """(the parameters of network ``name``, each with a random gradient; the optimizer class it
+    trains with): ``mlp800`` (784-800-10, Adam), ``big`` (784-4096-4096-10, Adam) or a preset."""
+    nn.manual_seed(seed)
     if name in ("mlp800", "big"):
         model = models.custom_mlp((800,) if name == "mlp800" else (4096, 4096))
         make = optim.Adam
@@ -64,8 +65,14 @@ def adam_blocks(name: str, rounds: int) -> None:
         model = models.PRESETS[name].build()
         make = optim.OPTIMIZERS[models.PRESETS[name].optimizer]
     params = model.parameters()
+    rng = np.random.default_rng(seed)
     for p in params:
         p.grad = rng.standard_normal(p.data.shape).astype(p.data.dtype)
+    return params, make
+
+
+def adam_blocks(name: str, rounds: int) -> None:
+    params, make = network_with_gradients(name)
     size = sum(p.data.size for p in params)
     original = optim.BLOCK
     try:
